@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Fresh machine -> lint, type check and the whole test suite. Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_install.sh
+# DICOM output is checked by real validators (dciodvfy from dicom3tools, dcmtk's dcmdump).
+if ! command -v dciodvfy >/dev/null 2>&1 || ! command -v dcmdump >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dicom3tools dcmtk >/dev/null
+fi
+echo "== ruff"; ruff check src tests benchmarks; ruff format --check src tests benchmarks
+echo "== mypy"; mypy
+echo "== pytest"; pytest "$@"

@@ -1,0 +1,91 @@
+"""The dependency direction of DESIGN.md, checked on the source's import statements."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "medcrypt"
+
+# package -> top-level modules it must never import (directly, anywhere in its source)
+FORBIDDEN = {
+    "processing": {
+        "ray",
+        "boto3",
+        "botocore",
+        "medcrypt.cluster",
+        "medcrypt.storage",
+        "medcrypt.cli",
+        "medcrypt.study",
+    },
+    "medical": {
+        "ray",
+        "boto3",
+        "botocore",
+        "torch",
+        "medcrypt.cluster",
+        "medcrypt.storage",
+        "medcrypt.cli",
+        "medcrypt.study",
+        "medcrypt.processing",
+    },
+    "storage": {
+        "ray",
+        "torch",
+        "medcrypt.cluster",
+        "medcrypt.cli",
+        "medcrypt.study",
+        "medcrypt.processing",
+        "medcrypt.medical",
+    },
+    "study": {"torch", "ray", "medcrypt.processing", "medcrypt.cluster", "medcrypt.cli"},
+    "cluster": {"medcrypt.cli", "medcrypt.study"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _violations(package: str) -> list[str]:
+    bad = []
+    for path in sorted((SRC / package).rglob("*.py")):
+        for name in _imports(path):
+            for forbidden in FORBIDDEN[package]:
+                if name == forbidden or name.startswith(forbidden + "."):
+                    bad.append(f"{path.relative_to(SRC)} imports {name}")
+    return bad
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_dependency_direction(package: str) -> None:
+    assert (SRC / package).is_dir()
+    assert _violations(package) == []
+
+
+def test_checker_sees_a_violation(tmp_path: Path) -> None:
+    """The check itself can fail: a planted import of ray is reported."""
+    f = tmp_path / "x.py"
+    f.write_text("import ray.data\nfrom boto3 import client\n", encoding="utf-8")
+    assert {"ray.data", "boto3"} <= _imports(f)
+
+
+def test_no_print_in_library_code() -> None:
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if "cli" in path.relative_to(SRC).parts:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert offenders == []
