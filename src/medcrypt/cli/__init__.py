@@ -3,7 +3,8 @@
 Each area registers its subcommands from its own private module so the command tree stays
 in one place without one file owning everything:
 
-- ``_processing``: keygen, train, encrypt-slices, evaluate, phantoms
+- ``_processing``: keygen, train, encrypt-slices
+- ``_evaluate``: evaluate (protection report), phantoms
 - ``_medical``: slice, phantom-archive
 - ``_cluster``: discover, encrypt, demo
 - ``_study``: study create / ingest / tally
@@ -17,7 +18,7 @@ import sys
 import click
 
 from medcrypt import __version__
-from medcrypt.cli import _cluster, _medical, _processing, _study
+from medcrypt.cli import _cluster, _evaluate, _medical, _processing, _study
 from medcrypt.errors import MedcryptError
 
 __all__ = ["main"]
@@ -56,5 +57,5 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj["quiet"] = quiet
 
 
-for _module in (_processing, _medical, _cluster, _study):
+for _module in (_processing, _evaluate, _medical, _cluster, _study):
     _module.register(main)
