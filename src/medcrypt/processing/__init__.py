@@ -1,5 +1,74 @@
-"""medcrypt.processing (see DESIGN.md). Public names are re-exported here with __all__."""
+"""medcrypt.processing: classifiers, training, batched targeted L2 PGD, combiners, keys.
+
+Pure torch (never ray/boto3). See docs/internals.md for the contract other packages use.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from medcrypt.processing._checkpoint import (
+    LoadedModel,
+    load_checkpoint,
+    save_checkpoint,
+    state_dict_hash,
+)
+from medcrypt.processing._combiners import COMBINERS, combine, random_params, validate_combiner
+from medcrypt.processing._encrypt import EncryptionResult, Encryptor
+from medcrypt.processing._keys import EncryptionKey
+from medcrypt.processing._metrics import (
+    image_metrics,
+    l2,
+    linf,
+    psnr,
+    ssim,
+    targeted_success_rate,
+)
+from medcrypt.processing._models import ARCHITECTURES, Classifier, Normalisation, build_model
+from medcrypt.processing._pgd import PGDOutput, enforce_budget, project_l2, targeted_pgd_l2
+from medcrypt.processing._quantise import dequantise, quantise
+from medcrypt.processing._settings import PGDSettings, resolve_device
+from medcrypt.processing._training import (
+    EpochCallback,
+    EpochRecord,
+    TrainSettings,
+    evaluate_accuracy,
+    predict,
+    train_model,
+)
+
+__all__ = [
+    "ARCHITECTURES",
+    "COMBINERS",
+    "Classifier",
+    "EncryptionKey",
+    "EncryptionResult",
+    "Encryptor",
+    "EpochCallback",
+    "EpochRecord",
+    "LoadedModel",
+    "Normalisation",
+    "PGDOutput",
+    "PGDSettings",
+    "TrainSettings",
+    "build_model",
+    "combine",
+    "dequantise",
+    "enforce_budget",
+    "evaluate_accuracy",
+    "image_metrics",
+    "l2",
+    "linf",
+    "load_checkpoint",
+    "predict",
+    "project_l2",
+    "psnr",
+    "quantise",
+    "random_params",
+    "resolve_device",
+    "save_checkpoint",
+    "ssim",
+    "state_dict_hash",
+    "targeted_pgd_l2",
+    "targeted_success_rate",
+    "train_model",
+    "validate_combiner",
+]

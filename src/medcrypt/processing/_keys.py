@@ -1,0 +1,296 @@
+"""EncryptionKey: the secret of a protected archive (targets, combiner parameters, PGD, seed).
+
+The key file is a secret: it is written owner-only (mode 0o600, created with that mode so it is
+never readable by others even briefly). Outputs refer to a key only by its *fingerprint*, a
+keyed hash (HMAC-SHA256 under the key's random ``secret``) of everything else in the key, so it
+identifies the key without revealing targets or parameters, and nobody without the key file can
+forge or check a guess against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets as _secrets
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, SecretStr, ValidationError, field_serializer, model_validator
+
+from medcrypt.config import StrictModel
+from medcrypt.errors import EncryptionKeyError
+from medcrypt.processing._combiners import (
+    COMBINERS,
+    default_target_count,
+    random_params,
+    validate_combiner,
+)
+from medcrypt.processing._settings import PGDSettings
+
+__all__ = ["CombinerName", "EncryptionKey"]
+
+logger = logging.getLogger(__name__)
+
+CombinerName = Literal["none", "concat", "mixup", "mixup_concat", "cutmix"]
+assert set(COMBINERS) == {"none", "concat", "mixup", "mixup_concat", "cutmix"}
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    """Like ``format_validation_error`` but never echoes an input (it could be the secret)."""
+    lines = [f"invalid encryption key in {source}:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+class EncryptionKey(StrictModel):
+    """A secret encryption key (frozen). Build with :meth:`generate`, persist with :meth:`save`.
+
+    Attributes:
+        class_names: the classes, in model output order.
+        targets: per class, the target classes of its PGD runs (distinct, in range).
+        combiner: how the per-target outputs are merged (see ``_combiners``).
+        combiner_params: per class, the combiner's secret parameters.
+        pgd: PGD settings used for encryption.
+        seed: the seed targets and parameters were drawn from.
+        allow_fixed_points: whether a class may target itself.
+        secret: 256-bit random hex, the HMAC key of :attr:`fingerprint`; never shown in repr.
+    """
+
+    format: Literal["medcrypt-key"] = "medcrypt-key"
+    version: Literal[1] = 1
+    class_names: tuple[str, ...] = Field(min_length=2)
+    targets: tuple[tuple[int, ...], ...]
+    combiner: CombinerName
+    combiner_params: tuple[tuple[float, ...], ...]
+    pgd: PGDSettings = Field(default_factory=PGDSettings)
+    seed: int
+    allow_fixed_points: bool = False
+    secret: SecretStr = Field(min_length=32)
+
+    @field_serializer("secret", when_used="json")
+    def _hide_secret(self, value: SecretStr) -> str:
+        return str(value)  # '**********'; save() writes the real value explicitly
+
+    @model_validator(mode="after")
+    def _check(self) -> EncryptionKey:
+        n = len(self.class_names)
+        if len(set(self.class_names)) != n or any(not c for c in self.class_names):
+            raise ValueError(f"class names must be distinct and non-empty, got {self.class_names}")
+        if len(self.targets) != n or len(self.combiner_params) != n:
+            raise ValueError(
+                f"expected targets and combiner_params for each of the {n} classes, got "
+                f"{len(self.targets)} target lists and {len(self.combiner_params)} parameter lists"
+            )
+        for y, (tgts, params) in enumerate(zip(self.targets, self.combiner_params, strict=True)):
+            bad = [t for t in tgts if not 0 <= t < n]
+            if bad:
+                raise ValueError(
+                    f"class {y} ({self.class_names[y]}): targets {bad} out of range({n})"
+                )
+            if len(set(tgts)) != len(tgts):
+                raise ValueError(f"class {y} ({self.class_names[y]}): repeated targets {tgts}")
+            if y in tgts and not self.allow_fixed_points:
+                raise ValueError(
+                    f"class {y} ({self.class_names[y]}) targets itself (a fixed point y->y) "
+                    f"but allow_fixed_points is false"
+                )
+            try:
+                validate_combiner(self.combiner, len(tgts), params)
+            except ValueError as exc:
+                raise ValueError(f"class {y} ({self.class_names[y]}): {exc}") from None
+        return self
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def generate(
+        cls,
+        class_names: Sequence[str],
+        *,
+        combiner: str,
+        seed: int,
+        targets_per_class: int | Sequence[int] | None = None,
+        allow_fixed_points: bool = False,
+        pgd: PGDSettings | None = None,
+        secret: str | None = None,
+    ) -> EncryptionKey:
+        """Draw a key: distinct random targets per class and random combiner parameters.
+
+        Targets and parameters are a function of ``seed`` (so treat the seed as secret too);
+        ``secret`` is fresh randomness unless given (tests).
+
+        Args:
+            class_names: class names in model output order.
+            combiner: one of ``none``, ``concat``, ``mixup``, ``mixup_concat``, ``cutmix``.
+            seed: seed of targets and parameters.
+            targets_per_class: N(y), one int for all classes or one per class; default 1 for
+                ``none``, 4 for ``mixup_concat``, else 2.
+            allow_fixed_points: allow a class to target itself (otherwise never y->y).
+            pgd: PGD settings to record (default :class:`PGDSettings`).
+            secret: 64 hex characters; default from :mod:`secrets`.
+
+        Raises:
+            EncryptionKeyError: impossible request (e.g. more targets than other classes).
+        """
+        names = tuple(str(c) for c in class_names)
+        n = len(names)
+        if combiner not in COMBINERS:
+            raise EncryptionKeyError(
+                f"unknown combiner {combiner!r}; expected one of {', '.join(COMBINERS)}"
+            )
+        if targets_per_class is None:
+            counts = [default_target_count(combiner)] * n
+        elif isinstance(targets_per_class, int):
+            counts = [targets_per_class] * n
+        else:
+            counts = [int(c) for c in targets_per_class]
+            if len(counts) != n:
+                raise EncryptionKeyError(
+                    f"targets_per_class has {len(counts)} entries but there are {n} classes"
+                )
+        rng = np.random.default_rng(seed)
+        targets: list[tuple[int, ...]] = []
+        params: list[tuple[float, ...]] = []
+        for y, k in enumerate(counts):
+            pool = [t for t in range(n) if allow_fixed_points or t != y]
+            if not 1 <= k <= len(pool):
+                raise EncryptionKeyError(
+                    f"class {names[y]!r}: asked for {k} distinct targets but only {len(pool)} "
+                    f"{'classes exist' if allow_fixed_points else 'other classes exist'}"
+                )
+            targets.append(tuple(int(t) for t in rng.choice(pool, size=k, replace=False)))
+            try:
+                validate_combiner(combiner, k, random_params(combiner, k, np.random.default_rng(0)))
+            except ValueError as exc:
+                raise EncryptionKeyError(f"class {names[y]!r}: {exc}") from exc
+            params.append(random_params(combiner, k, rng))
+        try:
+            return cls(
+                class_names=names,
+                targets=tuple(targets),
+                combiner=combiner,  # type: ignore[arg-type]
+                combiner_params=tuple(params),
+                pgd=pgd or PGDSettings(),
+                seed=seed,
+                allow_fixed_points=allow_fixed_points,
+                secret=SecretStr(secret if secret is not None else _secrets.token_hex(32)),
+            )
+        except ValidationError as exc:
+            raise EncryptionKeyError(_describe(exc, "generated key")) from None
+
+    # -- identity -----------------------------------------------------------------------------
+
+    def _public_json(self) -> bytes:
+        data = self.model_dump(mode="json", exclude={"secret"})
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+    @property
+    def fingerprint(self) -> str:
+        """``"mk1:" + 16 hex`` of HMAC-SHA256(secret, canonical JSON of the rest): publishable."""
+        mac = hmac.new(self.secret.get_secret_value().encode(), self._public_json(), hashlib.sha256)
+        return "mk1:" + mac.hexdigest()[:16]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __repr__(self) -> str:
+        return (
+            f"EncryptionKey(fingerprint={self.fingerprint!r}, classes={self.num_classes}, "
+            f"combiner={self.combiner!r})"
+        )
+
+    def __str__(self) -> str:
+        return self.__repr__()
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def check_model(self, num_classes: int, class_names: Sequence[str] | None = None) -> None:
+        """Refuse a model this key was not made for.
+
+        Raises:
+            EncryptionKeyError: different class count, or (when given) different class names.
+        """
+        if num_classes != self.num_classes:
+            raise EncryptionKeyError(
+                f"key has {self.num_classes} classes, model has {num_classes}: this key was not "
+                f"made for this model (key {self.fingerprint})"
+            )
+        if class_names is not None and tuple(class_names) != self.class_names:
+            raise EncryptionKeyError(
+                f"key classes {list(self.class_names)} differ from model classes "
+                f"{list(class_names)} (names and order must match; key {self.fingerprint})"
+            )
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        """The full key including the secret, as JSON text. Handle as a secret."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        data["secret"] = self.secret.get_secret_value()
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the key as JSON, owner-only (0o600) from creation; atomic replace.
+
+        Raises:
+            EncryptionKeyError: the file exists and ``overwrite`` is false, or cannot be written.
+        """
+        p = Path(path)
+        if p.exists() and not overwrite:
+            raise EncryptionKeyError("key file already exists (refusing to overwrite)", uri=str(p))
+        tmp = p.with_name(f".{p.name}.{_secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.fchmod(fd, 0o600)  # in case the umask removed owner bits
+                os.write(fd, self.to_json().encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, p)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise EncryptionKeyError(f"cannot write key file: {exc}", uri=str(p)) from exc
+        logger.info("wrote key %s to %s", self.fingerprint, p)
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> EncryptionKey:
+        """Read and validate a key file.
+
+        Raises:
+            EncryptionKeyError: missing, unreadable, not JSON, or invalid (names the file and
+                every bad field).
+        """
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+            mode = stat.S_IMODE(p.stat().st_mode)
+        except FileNotFoundError as exc:
+            raise EncryptionKeyError("key file not found", uri=str(p)) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EncryptionKeyError(f"cannot read key file: {exc}", uri=str(p)) from exc
+        if mode & 0o077:
+            logger.warning("key file %s is readable by others (mode %o); chmod 600 it", p, mode)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EncryptionKeyError(f"key file is not valid JSON: {exc}", uri=str(p)) from exc
+        if not isinstance(data, dict) or data.get("format") != "medcrypt-key":
+            raise EncryptionKeyError(
+                "expected a JSON object with format 'medcrypt-key'", uri=str(p)
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            # ``from None``: pydantic's own message echoes inputs, which may include the secret
+            raise EncryptionKeyError(_describe(exc, str(p)), uri=str(p)) from None

@@ -1,0 +1,186 @@
+"""Batched targeted L2 PGD (paper Eq. 1): ``argmin_{||x'-x||_2 <= eps} CE(f(x'), t)``.
+
+Every row of the batch is one (image, target) pair, so the caller repeats each image once per
+target and all targets of all images go through ONE forward/backward per iteration. The model
+is put in eval mode (batch-norm statistics fixed, so rows are independent) and its parameters
+stop requiring gradients for the duration; both are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from medcrypt.errors import EncryptionKeyError
+from medcrypt.processing._settings import PGDSettings
+
+__all__ = [
+    "PGDOutput",
+    "enforce_budget",
+    "frozen_eval",
+    "project_l2",
+    "resolve_precision",
+    "targeted_pgd_l2",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PGDOutput:
+    """Result of :func:`targeted_pgd_l2`, one row per (image, target) pair.
+
+    Attributes:
+        images: adversarial images, same shape as the input, in [0, 1], within eps.
+        loss: cross-entropy to the target of the returned images (N,).
+        reached: whether the model predicts the target for the returned images (N,) bool.
+    """
+
+    images: torch.Tensor
+    loss: torch.Tensor
+    reached: torch.Tensor
+
+
+def _norms(d: torch.Tensor) -> torch.Tensor:
+    return d.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (d.ndim - 1)))
+
+
+def project_l2(delta: torch.Tensor, eps: float) -> torch.Tensor:
+    """Scale each row of ``delta`` down onto the L2 ball of radius ``eps`` (if outside)."""
+    n = _norms(delta)
+    scale = torch.where(n > eps, eps / n.clamp_min(1e-12), torch.ones_like(n))
+    return delta * scale
+
+
+def enforce_budget(originals: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
+    """Project ``images`` onto the eps-ball around ``originals`` and clamp to [0, 1], checked.
+
+    Unlike a single float32 projection, the result is verified in float64 and rows left over
+    eps by rounding are shrunk again, so ``||out - originals||_2 <= eps`` holds exactly for
+    the returned float32 values.
+    """
+    out = (originals + project_l2(images - originals, eps)).clamp(0.0, 1.0)
+    for _ in range(20):
+        d = (out.double() - originals.double()).flatten(1).norm(dim=1)
+        over = d > eps
+        if not bool(over.any()):
+            return out
+        shrink = torch.where(over, (eps / d) * (1 - 1e-6), torch.ones_like(d)).to(out.dtype)
+        shrink = shrink.view(-1, *([1] * (out.ndim - 1)))
+        out = (originals + (out - originals) * shrink).clamp(0.0, 1.0)
+    raise RuntimeError("could not bring the perturbation within the L2 budget")  # unreachable
+
+
+def resolve_precision(settings: PGDSettings, device: torch.device) -> tuple[bool, bool]:
+    """(use bf16 autocast, use channels_last) for ``settings`` on ``device``."""
+    cuda = device.type == "cuda"
+    if settings.precision == "bf16":
+        bf16 = True
+    elif settings.precision == "fp32":
+        bf16 = False
+    else:
+        bf16 = cuda and torch.cuda.is_bf16_supported()
+    channels_last = cuda if settings.channels_last is None else settings.channels_last
+    return bf16, channels_last
+
+
+@contextlib.contextmanager
+def frozen_eval(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no parameter gradients inside the block; previous state restored after."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def targeted_pgd_l2(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    settings: PGDSettings | None = None,
+    num_classes: int | None = None,
+) -> PGDOutput:
+    """Targeted L2 PGD toward ``targets[i]`` for every row ``images[i]``.
+
+    Each step moves ``x`` by ``step`` along the per-sample L2-normalised negative gradient of
+    the cross-entropy to the target, projects ``x - x0`` onto the eps-ball and clamps to
+    [0, 1]. With ``best_iterate`` the iterate of lowest target loss is returned per row.
+
+    Args:
+        model: classifier over [0, 1] images; must be on ``images``' device (and in
+            channels_last format already if that is wanted; the input is converted here).
+        images: (N, C, H, W) float32 in [0, 1].
+        targets: (N,) int64 target classes.
+        settings: PGD parameters (defaults: :class:`PGDSettings`).
+        num_classes: if given, targets are checked to lie in ``range(num_classes)``.
+
+    Raises:
+        EncryptionKeyError: a target is out of range.
+    """
+    cfg = settings or PGDSettings()
+    if images.ndim != 4 or targets.ndim != 1 or targets.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"expected images (N, C, H, W) and targets (N,), got {tuple(images.shape)} "
+            f"and {tuple(targets.shape)}"
+        )
+    targets = targets.to(images.device, torch.long)
+    if num_classes is not None and targets.numel():
+        lo, hi = int(targets.min()), int(targets.max())
+        if lo < 0 or hi >= num_classes:
+            raise EncryptionKeyError(
+                f"PGD targets must lie in range({num_classes}), got values from {lo} to {hi}"
+            )
+    bf16, channels_last = resolve_precision(cfg, images.device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x0 = images.detach().to(torch.float32).contiguous(memory_format=fmt)
+    x = x0.clone()
+    n = x.shape[0]
+    best_x = x0.clone()
+    best_loss = torch.full((n,), float("inf"), device=x.device)
+    best_hit = torch.zeros(n, dtype=torch.bool, device=x.device)
+    autocast = (
+        torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
+        if bf16
+        else contextlib.nullcontext()
+    )
+
+    def consider(cand: torch.Tensor, logits: torch.Tensor, loss: torch.Tensor) -> None:
+        # in place so the closure's tensors are updated; ties keep the earlier iterate
+        better = loss < best_loss
+        if not cfg.best_iterate:
+            better = torch.ones_like(better)
+        best_loss.copy_(torch.where(better, loss, best_loss))
+        best_hit.copy_(torch.where(better, logits.argmax(1) == targets, best_hit))
+        best_x.copy_(torch.where(better.view(-1, 1, 1, 1), cand, best_x))
+
+    with frozen_eval(model):
+        for _ in range(cfg.iters):
+            x.requires_grad_(True)
+            with autocast:
+                logits = model(x)
+            loss = nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+            (grad,) = torch.autograd.grad(loss.sum(), x)
+            with torch.no_grad():
+                consider(x.detach(), logits.detach().float(), loss.detach())
+                g = grad / _norms(grad).clamp_min(1e-12)
+                x = x.detach() - cfg.step * g
+                x = (x0 + project_l2(x - x0, cfg.eps)).clamp_(0.0, 1.0)
+        with torch.no_grad(), autocast:
+            logits = model(x)
+        with torch.no_grad():
+            loss = nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+            consider(x.detach(), logits.float(), loss)
+    return PGDOutput(images=best_x.contiguous(), loss=best_loss.clone(), reached=best_hit.clone())

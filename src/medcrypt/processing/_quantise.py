@@ -1,0 +1,77 @@
+"""Quantisation of released images to the output dtype with the L2 budget kept exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medcrypt.errors import ConfigError
+
+__all__ = ["dequantise", "quantise"]
+
+
+def _l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = a.astype(np.float64) - b.astype(np.float64)
+    return np.sqrt((d**2).reshape(d.shape[0], -1).sum(axis=1))
+
+
+def dequantise(q: np.ndarray, *, levels: int = 65535) -> np.ndarray:
+    """Integer codes -> float32 in [0, 1]."""
+    return (q.astype(np.float64) / levels).astype(np.float32)
+
+
+def quantise(
+    protected01: np.ndarray, original01: np.ndarray, *, eps: float, levels: int = 65535
+) -> np.ndarray:
+    """Round ``protected01`` to ``levels + 1`` integer codes, keeping the L2 budget.
+
+    Guarantees ``||q / levels - original01||_2 <= eps`` per image (computed in float64): if
+    rounding pushes an image over, its perturbation is shrunk (largest factor found by
+    bisection) and re-rounded.
+
+    Args:
+        protected01: (H, W) or (B, H, W) in [0, 1] (clipped before rounding).
+        original01: the originals, same shape.
+        eps: the L2 budget.
+        levels: the largest code (65535 for uint16, 255 for uint8).
+
+    Returns:
+        uint16 array (uint8 when ``levels <= 255``), same shape.
+
+    Raises:
+        ConfigError: ``eps`` is smaller than the rounding error of the original itself, so no
+            quantised image can satisfy it.
+    """
+    p = np.asarray(protected01, dtype=np.float64)
+    o = np.asarray(original01, dtype=np.float64)
+    if p.shape != o.shape:
+        raise ValueError(f"protected shape {p.shape} differs from original shape {o.shape}")
+    single = p.ndim == 2
+    if single:
+        p, o = p[None], o[None]
+    dtype = np.uint8 if levels <= 255 else np.uint16
+
+    def rnd(x: np.ndarray) -> np.ndarray:
+        return np.rint(np.clip(x, 0.0, 1.0) * levels)
+
+    q = rnd(p)
+    over = np.flatnonzero(_l2(q / levels, o) > eps)
+    for i in over:
+        floor = rnd(o[i])
+        if _l2(floor[None] / levels, o[i][None])[0] > eps:
+            raise ConfigError(
+                f"eps={eps} is below the quantisation error of the original image itself "
+                f"({_l2(floor[None] / levels, o[i][None])[0]:.3g} at {levels} levels)",
+                field="eps",
+            )
+        lo, hi = 0.0, 1.0  # lo always satisfies the budget
+        best = floor
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            cand = rnd(o[i] + mid * (p[i] - o[i]))
+            if _l2(cand[None] / levels, o[i][None])[0] <= eps:
+                lo, best = mid, cand
+            else:
+                hi = mid
+        q[i] = best
+    out = q.astype(dtype)
+    return out[0] if single else out
