@@ -1,11 +1,172 @@
-"""CLI commands of medcrypt.study."""
+"""CLI commands of medcrypt.study: ``medcrypt study create | ingest | tally``.
+
+Study folder conventions: the unblinding key defaults to ``STUDY/unblinding/key.json``,
+answers go to ``STUDY/answers.jsonl`` and the tally to ``STUDY/report/``. Only
+``STUDY/packets/`` is handed to readers.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
 import click
 
+from medcrypt.cli._progress import progress_bar
+from medcrypt.config import load_config
+from medcrypt.errors import AnswerSheetError, ConfigError
+
 __all__ = ["register"]
+
+_KEY_HELP = "Unblinding key file (default: STUDY/unblinding/key.json)."
+
+
+def _key_path(study_dir: Path, key: Path | None) -> Path:
+    return key if key is not None else study_dir / "unblinding" / "key.json"
+
+
+def _csv_list(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@click.group("study")
+def study() -> None:
+    """Reader study (paper Figures 5-6): blinded packets, answer sheets, tally."""
+
+
+@study.command("create")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--archive",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Archive job dest prefix (<case>/encrypted.png, _originals/<case>/original.png).",
+)
+@click.option(
+    "--originals",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of original <case>.png slices (with --protected and --labels).",
+)
+@click.option(
+    "--protected",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of protected <case>.png slices.",
+)
+@click.option(
+    "--labels",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV case_id,label (required with two folders; overrides record.json labels).",
+)
+@click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), help=_KEY_HELP)
+@click.option("--classes", help="Comma-separated closed list of diagnoses (overrides config).")
+@click.option("--readers", help="Comma-separated reader names (overrides config).")
+@click.option("--design", type=click.Choice(["paper", "counterbalanced"]), help="Study design.")
+@click.option("--seed", type=int, help="Seed of every reader's order (overrides config).")
+@click.option("--washout-days", type=int, help="Days between sessions 1 and 2.")
+@click.option(
+    "--start-date", type=click.DateTime(formats=["%Y-%m-%d"]), help="First day of session 1."
+)
+def create(
+    config: Path,
+    out: Path,
+    archive: Path | None,
+    originals: Path | None,
+    protected: Path | None,
+    labels: Path | None,
+    key: Path | None,
+    classes: str | None,
+    readers: str | None,
+    design: str | None,
+    seed: int | None,
+    washout_days: int | None,
+    start_date: dt.datetime | None,
+) -> None:
+    """Create packets and answer sheets in OUT from CONFIG (YAML StudyConfig)."""
+    from medcrypt.study import StudyConfig, cases_from_archive, cases_from_folders, create_study
+
+    overrides: dict[str, Any] = {
+        "classes": _csv_list(classes),
+        "readers": _csv_list(readers),
+        "design": design,
+        "seed": seed,
+        "washout_days": washout_days,
+        "start_date": start_date.date() if start_date else None,
+    }
+    cfg = load_config(config, StudyConfig, overrides=overrides)
+    if archive is not None and (originals or protected):
+        raise ConfigError("give either --archive or --originals/--protected, not both")
+    if archive is not None:
+        cases = cases_from_archive(archive, cfg.classes, labels_csv=labels)
+    elif originals is not None and protected is not None:
+        if labels is None:
+            raise ConfigError("--labels is required with --originals/--protected", field="labels")
+        cases = cases_from_folders(originals, protected, labels, cfg.classes)
+    else:
+        raise ConfigError("give --archive PREFIX, or --originals DIR --protected DIR --labels CSV")
+    with progress_bar("writing packets") as progress:
+        made = create_study(cfg, cases, out, key_path=key, progress=progress)
+    click.echo(f"study with {len(cases)} cases and {len(cfg.readers)} readers in {out}")
+    click.echo(f"hand out only: {made.packets_dir}")
+    click.echo(f"unblinding key (keep private, mode 0600): {made.key_path}")
+    click.echo(f"session 2 not before: {made.session_dates[2].isoformat()}")
+
+
+@study.command("ingest")
+@click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "sheets", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), help=_KEY_HELP)
+def ingest(study_dir: Path, sheets: tuple[Path, ...], key: Path | None) -> None:
+    """Validate filled answer SHEETS and append their answers to STUDY_DIR/answers.jsonl.
+
+    Every problem in every sheet is listed; nothing is stored unless all sheets are valid.
+    A sheet already ingested byte for byte is skipped.
+    """
+    from medcrypt.study import ingest_sheets, load_key
+
+    unblinding = load_key(_key_path(study_dir, key))
+    try:
+        result = ingest_sheets(unblinding, list(sheets), study_dir / "answers.jsonl")
+    except AnswerSheetError as exc:
+        click.echo(f"nothing was ingested: {len(exc.problems)} problem(s)", err=True)
+        raise
+    for sheet, n in result.stored.items():
+        click.echo(f"stored {n} answers from {sheet}")
+    for sheet in result.skipped:
+        click.echo(f"skipped {sheet}: already ingested (same SHA-256)")
+
+
+@study.command("tally")
+@click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), help=_KEY_HELP)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report folder (default: STUDY_DIR/report).",
+)
+def tally_cmd(study_dir: Path, key: Path | None, out: Path | None) -> None:
+    """Tally the ingested answers: Figure 6, agreement statistics, iMRMC export, report."""
+    from medcrypt.study import load_key, read_answers, tally, write_report
+
+    unblinding = load_key(_key_path(study_dir, key))
+    answers = read_answers(study_dir / "answers.jsonl")
+    report = tally(unblinding, answers)
+    paths = write_report(report, unblinding, answers, out or study_dir / "report")
+    pooled = report.pooled
+    same = pooled.same_diagnosis.value
+    if same is not None:
+        click.echo(f"{pooled.n_pairs} paired readings; same diagnosis {100 * same:.1f}%")
+    else:
+        click.echo("no paired readings yet (both sessions of a reader must be ingested)")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"report: {paths['markdown']}")
 
 
 def register(group: click.Group) -> None:
     """Attach this area's subcommands to the top-level group."""
+    group.add_command(study)

@@ -1,5 +1,81 @@
-"""medcrypt.study (see DESIGN.md). Public names are re-exported here with __all__."""
+"""medcrypt.study: the reader study of the paper's Figures 5-6, as a tool for a coordinator.
+
+``create_study`` writes blinded, per-reader shuffled packets and answer sheets plus an
+owner-only unblinding key; ``ingest_sheets`` validates filled sheets (all problems at once)
+and appends the answers to a JSONL log; ``tally`` computes the Figure 6 categories and the
+agreement statistics and ``write_report`` writes JSON, Markdown, HTML, a chart and iMRMC
+input files. Never imports torch.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from medcrypt.study._config import StudyConfig, StudyDesign
+from medcrypt.study._create import (
+    SHEET_COLUMNS,
+    CreatedStudy,
+    create_study,
+    plan_sessions,
+    sheet_name,
+)
+from medcrypt.study._images import encode_packet_png
+from medcrypt.study._ingest import AnswerRecord, IngestResult, ingest_sheets, read_answers
+from medcrypt.study._key import (
+    ImageEntry,
+    SessionAssignment,
+    UnblindingKey,
+    Version,
+    image_id,
+    load_key,
+)
+from medcrypt.study._report import draw_figure6, imrmc_files, render_markdown, write_report
+from medcrypt.study._sources import (
+    StudyCase,
+    cases_from_archive,
+    cases_from_folders,
+    read_labels_csv,
+)
+from medcrypt.study._tally import (
+    FIGURE6_CATEGORIES,
+    AcrossReaders,
+    Figure6,
+    PairedSummary,
+    Stat,
+    TallyReport,
+    tally,
+)
+
+__all__ = [
+    "FIGURE6_CATEGORIES",
+    "SHEET_COLUMNS",
+    "AcrossReaders",
+    "AnswerRecord",
+    "CreatedStudy",
+    "Figure6",
+    "ImageEntry",
+    "IngestResult",
+    "PairedSummary",
+    "SessionAssignment",
+    "Stat",
+    "StudyCase",
+    "StudyConfig",
+    "StudyDesign",
+    "TallyReport",
+    "UnblindingKey",
+    "Version",
+    "cases_from_archive",
+    "cases_from_folders",
+    "create_study",
+    "draw_figure6",
+    "encode_packet_png",
+    "image_id",
+    "imrmc_files",
+    "ingest_sheets",
+    "load_key",
+    "plan_sessions",
+    "read_answers",
+    "read_labels_csv",
+    "render_markdown",
+    "sheet_name",
+    "tally",
+    "write_report",
+]
