@@ -1,5 +1,45 @@
-"""medcrypt.cluster (see DESIGN.md). Public names are re-exported here with __all__."""
+"""medcrypt.cluster: the Ray Data archive job (see DESIGN.md and docs/internals.md).
+
+``run_job(config)`` streams manifest rows through fetch (CPU tasks) -> PGD + combiner (GPU
+actor pool) -> quantise/encode/write (CPU tasks) and returns a :class:`RunSummary`; records
+are :class:`CaseRecord` / :class:`QuarantineRecord` under dest.
+"""
 
 from __future__ import annotations
 
+from medcrypt.cluster._job import JobInputs, prepare_job, run_job
+from medcrypt.cluster._records import (
+    CaseRecord,
+    CaseTimings,
+    OutputObject,
+    ProtectionMetrics,
+    QuarantineRecord,
+    SliceInfo,
+    SourceObject,
+)
+from medcrypt.cluster._summary import (
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    EXIT_QUARANTINED,
+    RunSummary,
+    StageTimings,
+)
+
 __all__: list[str] = []
+__all__ += [
+    "EXIT_JOB_FAILED",
+    "EXIT_OK",
+    "EXIT_QUARANTINED",
+    "CaseRecord",
+    "CaseTimings",
+    "JobInputs",
+    "OutputObject",
+    "ProtectionMetrics",
+    "QuarantineRecord",
+    "RunSummary",
+    "SliceInfo",
+    "SourceObject",
+    "StageTimings",
+    "prepare_job",
+    "run_job",
+]

@@ -1,0 +1,372 @@
+"""The archive job: one Ray Data streaming pipeline from manifest rows to records.
+
+``run_job(config)`` checks everything it can before any work starts (config, model, key,
+manifest, dest), lists dest ONCE to build the ledger index, then streams manifest rows through
+fetch (CPU tasks) -> encrypt (GPU actor pool) -> write (CPU tasks). Outputs and records are
+written by the tasks themselves, so the driver only counts small status rows: its memory does
+not grow with the size of the images, only with the (string) manifest rows and ledger index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import os
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from medcrypt._types import ProgressCallback
+from medcrypt.cluster._ledger import RESERVED_PREFIXES, DestIndex, scan_dest, summary_key
+from medcrypt.cluster._records import utc_now
+from medcrypt.cluster._stages import (
+    DONE,
+    QUARANTINED,
+    SKIPPED,
+    AttemptCounter,
+    CaseState,
+    EncryptActor,
+    StageContext,
+    fetch_batch,
+    initial_row,
+    write_batch,
+)
+from medcrypt.cluster._summary import RunSummary, StageTimings
+from medcrypt.errors import ConfigError, JobError, MedcryptError
+from medcrypt.storage import ObjectStore, open_store, split_uri
+
+__all__ = ["JobInputs", "prepare_job", "run_job"]
+
+logger = logging.getLogger(__name__)
+
+#: cases per block of the manifest dataset: small blocks keep the pipeline streaming
+_ROWS_PER_BLOCK = 2
+#: system-failure retries of CPU tasks (a node died); also keeps Ray from fusing fetch into
+#: the GPU actors, so IO overlaps compute instead of running inside the actor
+_TASK_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What :func:`prepare_job` checked and loaded before any work starts."""
+
+    config: Any  # JobConfig
+    run_id: str
+    model_blob: bytes
+    model_hash: str
+    model_arch: str
+    class_names: tuple[str, ...]
+    key: Any  # EncryptionKey
+    key_fingerprint: str
+    combiner: str | None
+    rows: list[Any]  # manifest rows (strings only)
+    dest: ObjectStore
+    index: DestIndex
+
+
+def _new_run_id() -> str:
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+def _read_local_or_store(uri: str, endpoint_url: str | None, *, what: str) -> bytes:
+    """Bytes of a model/key given as a local path or an s3:// URI."""
+    try:
+        root, key = split_uri(uri)
+        return open_store(root, endpoint_url=endpoint_url).get(key)
+    except MedcryptError as exc:
+        raise ConfigError(f"cannot read the {what}: {exc}", uri=uri) from exc
+
+
+def _normalise_root(uri: str) -> str:
+    return uri.rstrip("/")
+
+
+def _check_dest_outside_source(source: str | None, dest: str) -> None:
+    if not source:
+        return
+    s, d = _normalise_root(source), _normalise_root(dest)
+    if d == s or d.startswith(s + "/"):
+        raise ConfigError(
+            f"dest must not be the source or inside it (source {source!r}, dest {dest!r})",
+            field="dest",
+            uri=dest,
+        )
+
+
+def _resolve(uri: str, source: str | None) -> str:
+    """Manifest entries are absolute (s3://, /path) or relative to the source root."""
+    if "://" in uri or uri.startswith("/") or not source:
+        return uri
+    return f"{_normalise_root(source)}/{uri}"
+
+
+def prepare_job(config: Any) -> JobInputs:
+    """Validate and load everything the job needs; raise before any case is touched.
+
+    Raises:
+        ConfigError / ManifestError: bad config, manifest, URIs, dest inside source.
+        ModelError / EncryptionKeyError: unreadable model or key, or they do not fit.
+    """
+    from medcrypt.cluster._manifest import read_manifest
+    from medcrypt.processing import EncryptionKey, load_checkpoint
+
+    endpoint = config.endpoint_url
+    _check_dest_outside_source(config.source, config.dest)
+    # model: read once (also what the actors get), verified by load_checkpoint
+    model_blob = _read_local_or_store(str(config.model), endpoint, what="model checkpoint")
+    with tempfile.TemporaryDirectory(prefix="medcrypt-check-") as tmp:
+        mpath = Path(tmp) / "model.pt"
+        mpath.write_bytes(model_blob)
+        loaded = load_checkpoint(mpath, map_location="cpu")
+        if "://" in str(config.key):
+            kpath = Path(tmp) / "key.json"
+            fd = os.open(kpath, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(_read_local_or_store(str(config.key), endpoint, what="key"))
+            key = EncryptionKey.load(kpath)
+        else:
+            key = EncryptionKey.load(config.key)
+    key.check_model(loaded.num_classes, loaded.class_names)
+    rows = list(read_manifest(config.manifest, endpoint_url=endpoint))
+    bad = [r.case_id for r in rows if r.case_id.startswith(RESERVED_PREFIXES)]
+    if bad:
+        raise ConfigError(
+            f"case ids must not start with a reserved dest prefix {RESERVED_PREFIXES}, "
+            f"got {bad[:5]}",
+            field="manifest",
+        )
+    for r in rows:
+        if r.label is not None and not 0 <= int(r.label) < loaded.num_classes:
+            raise ConfigError(
+                f"label {r.label} out of range for a model with {loaded.num_classes} classes",
+                case_id=r.case_id,
+                field="label",
+            )
+    dest = open_store(config.dest, endpoint_url=endpoint)
+    index = scan_dest(dest)
+    return JobInputs(
+        config=config,
+        run_id=_new_run_id(),
+        model_blob=model_blob,
+        model_hash=loaded.content_hash,
+        model_arch=loaded.arch,
+        class_names=tuple(loaded.class_names),
+        key=key,
+        key_fingerprint=key.fingerprint,
+        combiner=getattr(key, "combiner", None),
+        rows=rows,
+        dest=dest,
+        index=index,
+    )
+
+
+def _states(inputs: JobInputs) -> Iterator[CaseState]:
+    source = inputs.config.source
+    for r in inputs.rows:
+        yield CaseState(
+            case_id=r.case_id,
+            image_uri=_resolve(str(r.image), source),
+            mask_uri=_resolve(str(r.mask), source),
+            label_given=None if r.label is None else int(r.label),
+            prior_digests=inputs.index.prior_digests(r.case_id),
+            has_record=inputs.index.has_record(r.case_id),
+            was_quarantined=inputs.index.was_quarantined(r.case_id),
+        )
+
+
+def _stage_context(inputs: JobInputs) -> StageContext:
+    c = inputs.config
+    return StageContext(
+        run_id=inputs.run_id,
+        dest=c.dest,
+        endpoint_url=c.endpoint_url,
+        formats=tuple(c.formats),
+        write_originals=bool(c.write_originals),
+        eps=float(c.pgd.eps),
+        key_fingerprint=inputs.key_fingerprint,
+        combiner=inputs.combiner,
+        model_hash=inputs.model_hash,
+        model_arch=inputs.model_arch,
+        class_names=inputs.class_names,
+        pgd=c.pgd.model_dump(mode="json"),
+        tumour_labels=None if c.tumour_labels is None else tuple(c.tumour_labels),
+        slice_fallback=c.slice_fallback,
+        series_description="medcrypt protected (adversarial data encryption)",
+    )
+
+
+@contextlib.contextmanager
+def _ray_session() -> Iterator[None]:
+    """Use a running Ray (or RAY_ADDRESS); else start a local one for this job."""
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        started = True
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _cpu_task_args() -> dict[str, Any]:
+    """Remote args of the CPU stages (a function, so Ray never fuses them into the actors)."""
+    return {"max_retries": _TASK_RETRIES}
+
+
+def build_dataset(inputs: JobInputs, counter: Any, model_ref: Any, key_ref: Any) -> Any:
+    """The lazy Ray Data pipeline (nothing runs until it is iterated)."""
+    import ray
+    import ray.data
+
+    c = inputs.config
+    ctx = _stage_context(inputs)
+    items = [initial_row(st) for st in _states(inputs)]
+    n_blocks = max(1, min(len(items), -(-len(items) // _ROWS_PER_BLOCK)))
+    ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=n_blocks)
+    del items
+    ds = ds.map_batches(
+        cast(Any, fetch_batch),
+        fn_kwargs={"ctx": ctx},
+        batch_size=_ROWS_PER_BLOCK,
+        batch_format="numpy",
+        num_cpus=c.fetch_cpus,
+        ray_remote_args_fn=_cpu_task_args,
+    )
+    ds = ds.map_batches(
+        EncryptActor,
+        fn_constructor_kwargs={
+            "model_blob": model_ref,
+            "key_blob": key_ref,
+            "pgd": c.pgd.model_dump(mode="json"),
+            "device": "auto" if c.num_gpus > 0 else "cpu",
+            "counter": counter,
+        },
+        compute=ray.data.ActorPoolStrategy(min_size=c.min_actors, max_size=c.max_actors),
+        batch_size=int(c.batch_size),
+        batch_format="numpy",
+        num_gpus=c.num_gpus,
+        num_cpus=c.actor_cpus,
+        # Ray Data's default max_restarts=-1 / max_task_retries=-1 is kept: a dead actor is
+        # restarted and its batch retried. AttemptCounter bounds that per case (a batch that
+        # comes back runs case by case; a case whose solo run died MAX_SOLO_CRASHES times is
+        # quarantined), so every retry makes progress and the job always ends.
+    )
+    ds = ds.map_batches(
+        cast(Any, write_batch),
+        fn_kwargs={"ctx": ctx},
+        batch_size=_ROWS_PER_BLOCK,
+        batch_format="numpy",
+        num_cpus=c.fetch_cpus,
+        ray_remote_args_fn=_cpu_task_args,
+    )
+    return ds
+
+
+def run_job(config: Any, *, progress: ProgressCallback | None = None) -> RunSummary:
+    """Run the archive job described by ``config`` and return (and write) its summary.
+
+    Raises before any work for bad config/manifest/model/key/URIs. Once running, per-case
+    failures become quarantine records; a cluster or storage failure that stops the job is
+    reported in the summary (``error``, ``failed`` = cases not accounted for), exit code 4.
+    """
+
+    inputs = prepare_job(config)
+    return execute(inputs, progress=progress)
+
+
+def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> RunSummary:
+    """Run the pipeline for already-prepared inputs (see :func:`prepare_job`)."""
+    import ray
+    import ray.data
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    c = inputs.config
+    started_at = utc_now()
+    t0 = time.perf_counter()
+    total = len(inputs.rows)
+    counts: Counter[str] = Counter()
+    timings = dict.fromkeys(("fetch_s", "decode_s", "pgd_s", "encode_s", "write_s"), 0.0)
+    error: str | None = None
+    logger.info("run %s: %s cases from %s to %s", inputs.run_id, total, c.manifest, c.dest)
+    with _ray_session():
+        dctx = ray.data.DataContext.get_current()
+        dctx.enable_progress_bars = False
+        dctx.max_errored_blocks = 0
+        dctx.wait_for_min_actors_s = int(c.actor_start_timeout_s)
+        node = ray.get_runtime_context().get_node_id()
+        counter = AttemptCounter.options(  # type: ignore[attr-defined]
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+        ).remote()
+        model_ref = ray.put(inputs.model_blob)
+        key_ref = ray.put(inputs.key)
+        if progress:
+            progress(0, total, "starting")
+        try:
+            if total:
+                ds = build_dataset(inputs, counter, model_ref, key_ref)
+                for batch in ds.iter_batches(batch_size=8, batch_format="numpy"):
+                    for status, case_id, msg in zip(
+                        batch["status"], batch["case_id"], batch["message"], strict=True
+                    ):
+                        counts[str(status)] += 1
+                        logger.debug("case %s: %s %s", case_id, status, msg)
+                    for k in timings:
+                        timings[k] += float(np.sum(batch[k]))
+                    if progress:
+                        done = sum(counts.values())
+                        rate = done / max(time.perf_counter() - t0, 1e-9)
+                        progress(
+                            done, total, f"{rate:.2f} cases/s, {counts[QUARANTINED]} quarantined"
+                        )
+        except Exception as exc:  # the job itself stopped: report it, rerun resumes
+            logger.error("run %s stopped: %s", inputs.run_id, exc, exc_info=True)
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with contextlib.suppress(Exception):
+                ray.kill(counter)
+    wall = time.perf_counter() - t0
+    accounted = counts[DONE] + counts[SKIPPED] + counts[QUARANTINED]
+    summary = RunSummary(
+        run_id=inputs.run_id,
+        source=str(c.source or ""),
+        dest=str(c.dest),
+        started_at=started_at,
+        finished_at=utc_now(),
+        total=total,
+        done=counts[DONE],
+        skipped=counts[SKIPPED],
+        quarantined=counts[QUARANTINED],
+        failed=max(0, total - accounted),
+        wall_s=wall,
+        cases_per_s=(counts[DONE] / wall) if wall > 0 else 0.0,
+        stage_totals=StageTimings(**timings),
+        key_fingerprint=inputs.key_fingerprint,
+        model_hash=inputs.model_hash,
+        error=error,
+    )
+    try:
+        inputs.dest.put(summary_key(inputs.run_id), summary.model_dump_json(indent=2).encode())
+    except MedcryptError as exc:
+        raise JobError(f"could not write the run summary: {exc}", uri=c.dest) from exc
+    logger.info(
+        "run %s: %s done, %s skipped, %s quarantined, %s failed in %.1fs",
+        inputs.run_id,
+        summary.done,
+        summary.skipped,
+        summary.quarantined,
+        summary.failed,
+        wall,
+    )
+    return summary

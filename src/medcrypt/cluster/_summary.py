@@ -1,0 +1,65 @@
+"""The run summary (``_runs/<run_id>/summary.json``) and the exit codes cron sees."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from medcrypt.config import StrictModel
+
+__all__ = [
+    "EXIT_JOB_FAILED",
+    "EXIT_OK",
+    "EXIT_QUARANTINED",
+    "RunSummary",
+    "StageTimings",
+]
+
+#: every case done or skipped
+EXIT_OK = 0
+#: the job ran to the end but some cases were quarantined (see ``_quarantine/``)
+EXIT_QUARANTINED = 3
+#: the job stopped before every case was accounted for (cluster/storage failure); rerun resumes
+EXIT_JOB_FAILED = 4
+
+
+class StageTimings(StrictModel):
+    """Sums over the cases of this run, seconds (PGD: each case's share of its batch)."""
+
+    fetch_s: float = 0.0
+    decode_s: float = 0.0
+    pgd_s: float = 0.0
+    encode_s: float = 0.0
+    write_s: float = 0.0
+
+
+class RunSummary(StrictModel):
+    """What one run of the archive job did."""
+
+    schema_version: Literal[1] = 1
+    run_id: str
+    source: str
+    dest: str
+    started_at: str
+    finished_at: str
+    total: int = Field(ge=0)
+    done: int = Field(ge=0)
+    skipped: int = Field(ge=0)
+    quarantined: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    wall_s: float
+    cases_per_s: float
+    stage_totals: StageTimings
+    key_fingerprint: str
+    model_hash: str
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0: all done/skipped; 3: some quarantined; 4: job failed before the end."""
+        if self.failed or self.error is not None:
+            return EXIT_JOB_FAILED
+        if self.quarantined:
+            return EXIT_QUARANTINED
+        return EXIT_OK
