@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import stat
 import struct
@@ -146,7 +147,7 @@ def test_counterbalanced_sessions_mix_versions_and_never_pair(make_study):  # ty
             assert len(cases) == len(set(cases)) == 10, "a session holds both versions of a case"
             versions = [e.version for e in session]
             assert 4 <= versions.count("original") <= 6
-            runs = 1 + sum(a != b for a, b in zip(versions, versions[1:], strict=False))
+            runs = 1 + sum(a != b for a, b in itertools.pairwise(versions))
             assert runs > 2, f"{reader}: versions grouped in order {versions}"
         assert {(e.case_id, e.version) for e in s1}.isdisjoint((e.case_id, e.version) for e in s2)
     # readers alternate which half sees the original first

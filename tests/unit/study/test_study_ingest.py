@@ -20,7 +20,7 @@ FIRST_DATA_LINE = 10  # 8 comment lines, the header on line 9
 @pytest.fixture
 def study(make_study, helpers):  # type: ignore[no-untyped-def]
     """A counterbalanced study whose sheets are filled with the ground truth."""
-    made, cfg = make_study()
+    made, _cfg = make_study()
     key = load_key(made.key_path)
     for a in key.assignments:
         helpers.fill_sheet(

@@ -112,7 +112,7 @@ def test_statistics_match_the_libraries_on_a_mixed_table(make_study):  # type: i
     rng = np.random.default_rng(0)
     choice: dict[tuple[str, str, str], str] = {}
     for reader in cfg.readers:
-        for iid, e in sorted(key.images.items()):
+        for _iid, e in sorted(key.images.items()):
             ok = rng.random() < (0.8 if e.version == "original" else 0.6)
             choice[(reader, e.case_id, e.version)] = (
                 e.truth if ok else cfg.classes[int(rng.integers(len(cfg.classes)))]
