@@ -15,6 +15,8 @@ from medcrypt.medical._case import (
     read_mask,
     read_volume,
 )
+from medcrypt.medical._deid import DEIDENTIFICATION_METHOD, encode_dicom_slice
+from medcrypt.medical._dicom import write_dicom_series
 from medcrypt.medical._orient import axcodes_of, axial_axis, display_geometry, reorient
 from medcrypt.medical._phantoms import CLASS_NAMES, make_phantom_slices, make_phantom_volume
 from medcrypt.medical._png import PNG16_LEVELS, decode_png16, encode_png16
@@ -23,6 +25,7 @@ from medcrypt.medical._values import TIE_RULE, Slice, SliceChoice, Volume
 from medcrypt.medical._writers import encode_nifti_slice
 
 __all__: list[str] = [
+    "DEIDENTIFICATION_METHOD",
     "PNG16_LEVELS",
     "TIE_RULE",
     "Slice",
@@ -34,6 +37,7 @@ __all__: list[str] = [
     "choose_slice",
     "decode_png16",
     "display_geometry",
+    "encode_dicom_slice",
     "encode_nifti_slice",
     "encode_png16",
     "extract_slice",
@@ -45,6 +49,7 @@ __all__: list[str] = [
     "reorient",
     "robust_window",
     "tumour_voxels",
+    "write_dicom_series",
 ]
 
 __all__ += ["CLASS_NAMES", "make_phantom_slices", "make_phantom_volume"]

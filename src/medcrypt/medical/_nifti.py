@@ -92,7 +92,8 @@ class NiftiSource:
 
     def _expected_bytes(self) -> int:
         header = self.img.header
-        offset = int(header.get_data_offset())
+        # the loaded image's header copy has vox_offset reset; the array proxy keeps it
+        offset = int(getattr(self.img.dataobj, "offset", header.get_data_offset()))
         n = int(np.prod(self.img.shape)) * header.get_data_dtype().itemsize
         return offset + n
 
