@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medcrypt.errors import EncryptionKeyError
+from medcrypt.processing import PGDSettings, build_model, project_l2, targeted_pgd_l2
+
+FAST = PGDSettings(eps=1.0, step=0.1, iters=15, precision="fp32")
+
+
+def _other_targets(labels: np.ndarray, shift: int) -> torch.Tensor:
+    return torch.from_numpy((labels + shift) % 3)
+
+
+def test_reaches_targets_on_a_trained_model(trained, blobs_test) -> None:  # type: ignore[no-untyped-def]
+    x = torch.from_numpy(blobs_test[0][:18]).unsqueeze(1)
+    t = _other_targets(blobs_test[1][:18], 1)
+    with torch.no_grad():
+        clean_hits = (trained(x).argmax(1) == t).float().mean().item()
+    out = targeted_pgd_l2(trained, x, t, settings=FAST, num_classes=3)
+    with torch.no_grad():
+        pred = trained(out.images).argmax(1)
+    rate = (pred == t).float().mean().item()
+    # chance is 1/3 and the clean model almost never predicts a wrong target
+    assert clean_hits < 0.2
+    assert rate >= 0.8
+    assert torch.equal(out.reached, pred == t)
+    d = (out.images - x).flatten(1).norm(dim=1)
+    assert (d <= FAST.eps + 1e-5).all()
+    assert out.images.min() >= 0 and out.images.max() <= 1
+
+
+def test_batched_equals_per_image(trained, blobs_test) -> None:  # type: ignore[no-untyped-def]
+    """Rows are independent: one batched call gives each row's single-image result."""
+    x = torch.from_numpy(blobs_test[0][:4]).unsqueeze(1)
+    rows = torch.tensor([0, 0, 1, 1, 2, 3])
+    targets = torch.tensor([1, 2, 2, 0, 0, 1])
+    settings = PGDSettings(eps=1.0, step=0.1, iters=6, precision="fp32")
+    batched = targeted_pgd_l2(trained, x[rows], targets, settings=settings)
+    for i in range(rows.numel()):
+        single = targeted_pgd_l2(trained, x[rows[i : i + 1]], targets[i : i + 1], settings=settings)
+        assert torch.allclose(batched.images[i], single.images[0], atol=1e-5)
+        assert torch.allclose(batched.loss[i], single.loss[0], atol=1e-4)
+
+
+def test_best_iterate_never_worse_than_last(trained, blobs_test) -> None:  # type: ignore[no-untyped-def]
+    x = torch.from_numpy(blobs_test[0][:6]).unsqueeze(1)
+    t = _other_targets(blobs_test[1][:6], 2)
+    big_step = PGDSettings(eps=2.0, step=1.0, iters=8, precision="fp32")
+    best = targeted_pgd_l2(trained, x, t, settings=big_step)
+    last = targeted_pgd_l2(
+        trained, x, t, settings=big_step.model_copy(update={"best_iterate": False})
+    )
+    assert (best.loss <= last.loss + 1e-6).all()
+
+
+def test_same_input_same_output(trained, blobs_test) -> None:  # type: ignore[no-untyped-def]
+    x = torch.from_numpy(blobs_test[0][:3]).unsqueeze(1)
+    t = torch.tensor([1, 2, 0])
+    a = targeted_pgd_l2(trained, x, t, settings=FAST)
+    b = targeted_pgd_l2(trained, x, t, settings=FAST)
+    assert torch.equal(a.images, b.images)
+
+
+def test_model_state_is_restored() -> None:
+    model = build_model("vgg11", 3, width=8).train()
+    frozen = next(model.parameters())
+    frozen.requires_grad_(False)  # a caller's own choice must survive too
+    targeted_pgd_l2(model, torch.rand(2, 1, 32, 32), torch.tensor([0, 1]), settings=FAST)
+    assert model.training
+    flags = [p.requires_grad for p in model.parameters()]
+    assert flags[0] is False and all(flags[1:])
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_out_of_range_targets_refused() -> None:
+    model = build_model("vgg11", 3, width=8)
+    with pytest.raises(EncryptionKeyError, match=r"range\(3\), got values from 0 to 3"):
+        targeted_pgd_l2(model, torch.rand(2, 1, 32, 32), torch.tensor([0, 3]), num_classes=3)
+
+
+def test_zero_iterations_returns_the_input() -> None:
+    model = build_model("vgg11", 3, width=8)
+    x = torch.rand(2, 1, 32, 32)
+    out = targeted_pgd_l2(model, x, torch.tensor([0, 1]), settings=PGDSettings(iters=0))
+    assert torch.equal(out.images, x)
+
+
+def test_project_l2_only_shrinks_rows_outside() -> None:
+    d = torch.stack([torch.full((1, 4, 4), 1.0), torch.full((1, 4, 4), 0.01)])
+    p = project_l2(d, 2.0)
+    assert p[0].norm().item() == pytest.approx(2.0, rel=1e-6)
+    assert torch.equal(p[1], d[1])
+
+
+def test_bf16_runs_on_cpu_and_stays_in_budget(trained, blobs_test) -> None:  # type: ignore[no-untyped-def]
+    x = torch.from_numpy(blobs_test[0][:3]).unsqueeze(1)
+    settings = PGDSettings(eps=0.5, iters=3, precision="bf16", channels_last=True)
+    out = targeted_pgd_l2(trained, x, torch.tensor([1, 2, 0]), settings=settings)
+    assert ((out.images - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all()
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_channels_last_reaches_targets(trained, blobs_test) -> None:  # type: ignore[no-untyped-def]
+    import copy
+
+    model = copy.deepcopy(trained).cuda().to(memory_format=torch.channels_last)
+    x = torch.from_numpy(blobs_test[0][:18]).unsqueeze(1).cuda()
+    t = _other_targets(blobs_test[1][:18], 1).cuda()
+    out = targeted_pgd_l2(model, x, t, settings=PGDSettings(eps=1.0, iters=15))
+    with torch.no_grad():
+        rate = (model(out.images).argmax(1) == t).float().mean().item()
+    assert rate >= 0.8
+    assert ((out.images - x).flatten(1).norm(dim=1) <= 1.0 + 1e-4).all()
