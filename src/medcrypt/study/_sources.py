@@ -75,6 +75,7 @@ def read_labels_csv(path: Path, classes: Sequence[str]) -> dict[str, str]:
             uri=str(path),
         )
     labels: dict[str, str] = {}
+    seen: set[str] = set()
     problems: list[str] = []
     for row in reader:
         line = reader.line_num
@@ -83,7 +84,7 @@ def read_labels_csv(path: Path, classes: Sequence[str]) -> dict[str, str]:
         name = _label_name(raw, classes)
         if not case_id:
             problems.append(f"line {line}: empty case_id")
-        elif case_id in labels:
+        elif case_id in seen:
             problems.append(f"line {line}: case {case_id!r} is listed twice")
         elif name is None:
             problems.append(
@@ -92,6 +93,7 @@ def read_labels_csv(path: Path, classes: Sequence[str]) -> dict[str, str]:
             )
         else:
             labels[case_id] = name
+        seen.add(case_id)
     if problems:
         raise StudyError("invalid labels CSV:\n  " + "\n  ".join(problems), uri=str(path))
     return labels
