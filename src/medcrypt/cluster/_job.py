@@ -25,7 +25,7 @@ from typing import Any, cast
 import numpy as np
 
 from medcrypt._types import ProgressCallback
-from medcrypt.cluster._ledger import RESERVED_PREFIXES, DestIndex, scan_dest, summary_key
+from medcrypt.cluster._ledger import DestIndex, scan_dest, summary_key
 from medcrypt.cluster._records import utc_now
 from medcrypt.cluster._stages import (
     DONE,
@@ -67,7 +67,7 @@ class JobInputs:
     key: Any  # EncryptionKey
     key_fingerprint: str
     combiner: str | None
-    rows: list[Any]  # manifest rows (strings only)
+    rows: Any  # Manifest: re-iterable stream of ManifestRow, with len()
     dest: ObjectStore
     index: DestIndex
 
@@ -102,11 +102,13 @@ def _check_dest_outside_source(source: str | None, dest: str) -> None:
         )
 
 
-def _resolve(uri: str, source: str | None) -> str:
-    """Manifest entries are absolute (s3://, /path) or relative to the source root."""
-    if "://" in uri or uri.startswith("/") or not source:
-        return uri
-    return f"{_normalise_root(source)}/{uri}"
+def _locate(value: str, source: str | None) -> tuple[str, str, str]:
+    """(store root, key, full URI) of a manifest entry (a key under source, or a URI)."""
+    if source:
+        return source, value, f"{_normalise_root(source)}/{value}"
+    folder = value.endswith("/")
+    root, key = split_uri(value.rstrip("/") if folder else value)
+    return root, key + ("/" if folder else ""), value
 
 
 def prepare_job(config: Any) -> JobInputs:
@@ -136,21 +138,12 @@ def prepare_job(config: Any) -> JobInputs:
         else:
             key = EncryptionKey.load(config.key)
     key.check_model(loaded.num_classes, loaded.class_names)
-    rows = list(read_manifest(config.manifest, endpoint_url=endpoint))
-    bad = [r.case_id for r in rows if r.case_id.startswith(RESERVED_PREFIXES)]
-    if bad:
-        raise ConfigError(
-            f"case ids must not start with a reserved dest prefix {RESERVED_PREFIXES}, "
-            f"got {bad[:5]}",
-            field="manifest",
-        )
-    for r in rows:
-        if r.label is not None and not 0 <= int(r.label) < loaded.num_classes:
-            raise ConfigError(
-                f"label {r.label} out of range for a model with {loaded.num_classes} classes",
-                case_id=r.case_id,
-                field="label",
-            )
+    rows = read_manifest(
+        config.manifest,
+        source=config.source,
+        class_names=loaded.class_names,
+        endpoint_url=endpoint,
+    )
     dest = open_store(config.dest, endpoint_url=endpoint)
     index = scan_dest(dest)
     return JobInputs(
@@ -172,15 +165,54 @@ def prepare_job(config: Any) -> JobInputs:
 def _states(inputs: JobInputs) -> Iterator[CaseState]:
     source = inputs.config.source
     for r in inputs.rows:
+        image_root, image_key, image_uri = _locate(r.image, source)
+        mask_root, mask_key, mask_uri = _locate(r.mask, source)
         yield CaseState(
             case_id=r.case_id,
-            image_uri=_resolve(str(r.image), source),
-            mask_uri=_resolve(str(r.mask), source),
-            label_given=None if r.label is None else int(r.label),
+            image_uri=image_uri,
+            mask_uri=mask_uri,
+            image_root=image_root,
+            image_key=image_key,
+            mask_root=mask_root,
+            mask_key=mask_key,
+            label_given=r.label_index,
             prior_digests=inputs.index.prior_digests(r.case_id),
             has_record=inputs.index.has_record(r.case_id),
             was_quarantined=inputs.index.was_quarantined(r.case_id),
         )
+
+
+def _manifest_blocks(inputs: JobInputs) -> list[Any]:
+    """Stream manifest rows into small Arrow blocks in the object store; keep only refs.
+
+    Small blocks keep every stage busy (a map task works through one block); the driver
+    never holds the whole manifest, only one block's rows at a time.
+    """
+    import pyarrow as pa
+    import ray
+
+    per_block = max(1, min(16, len(inputs.rows) // 64))
+    refs: list[Any] = []
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        table = pa.table(
+            {
+                "case_id": pa.array([r["case_id"] for r in chunk], pa.string()),
+                "status": pa.array([r["status"] for r in chunk], pa.string()),
+                "payload": pa.array([r["payload"] for r in chunk], pa.binary()),
+            }
+        )
+        refs.append(ray.put(table))
+        chunk.clear()
+
+    for state in _states(inputs):
+        chunk.append(initial_row(state))
+        if len(chunk) >= per_block:
+            flush()
+    if chunk:
+        flush()
+    return refs
 
 
 def _stage_context(inputs: JobInputs) -> StageContext:
@@ -232,10 +264,7 @@ def build_dataset(inputs: JobInputs, counter: Any, model_ref: Any, key_ref: Any)
 
     c = inputs.config
     ctx = _stage_context(inputs)
-    items = [initial_row(st) for st in _states(inputs)]
-    n_blocks = max(1, min(len(items), -(-len(items) // _ROWS_PER_BLOCK)))
-    ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=n_blocks)
-    del items
+    ds: ray.data.Dataset = ray.data.from_arrow_refs(_manifest_blocks(inputs))
     ds = ds.map_batches(
         cast(Any, fetch_batch),
         fn_kwargs={"ctx": ctx},

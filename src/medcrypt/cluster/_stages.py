@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import pickle
 import tempfile
 import time
@@ -56,7 +57,7 @@ from medcrypt.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
 )
-from medcrypt.storage import ObjectInfo, ObjectStore, open_store, split_uri
+from medcrypt.storage import ObjectInfo, ObjectStore, open_store
 
 __all__ = [
     "AttemptCounter",
@@ -75,6 +76,15 @@ ERROR = "error"
 DONE = "done"
 QUARANTINED = "quarantined"
 
+#: suffix of a ledger marker that says "quarantined for a lasting reason with this digest"
+QUARANTINE_MARK = ".quarantined"
+#: errors worth retrying on the next run without any change to inputs or key
+_TRANSIENT = ("StorageError", "TransientStorageError", "StorageAccessError", "RayError")
+
+#: Fault injection for the integration tests: comma-separated case ids whose encryption kills
+#: the worker process (as a segfaulting CUDA kernel would). Unset in production.
+FAULT_KILL_ENV = "MEDCRYPT_FAULT_KILL_CASES"
+
 #: how many times one case may be in flight, alone, when its actor died before giving up
 MAX_SOLO_CRASHES = 2
 
@@ -86,6 +96,10 @@ class CaseState:
     case_id: str
     image_uri: str
     mask_uri: str
+    image_root: str
+    image_key: str
+    mask_root: str
+    mask_key: str
     label_given: int | None
     prior_digests: list[str]
     has_record: bool
@@ -125,6 +139,7 @@ class StageContext:
     tumour_labels: tuple[int, ...] | None
     slice_fallback: str
     series_description: str
+    retry_quarantined: bool = False
 
 
 # -- rows <-> batches -------------------------------------------------------------------------
@@ -177,16 +192,13 @@ def _store(root: str, endpoint_url: str | None) -> ObjectStore:
     return open_store(root, endpoint_url=endpoint_url)
 
 
-def _locate(uri: str, endpoint_url: str | None) -> tuple[ObjectStore, str]:
-    root, key = split_uri(uri)
-    return _store(root, endpoint_url), key
-
-
 def _stat_source(
     store: ObjectStore, key: str, *, role: str, uri: str, case_id: str
 ) -> tuple[SourceObject, list[ObjectInfo] | None]:
     """Version of one input; a missing object that is a folder is a DICOM series."""
     try:
+        if key.endswith("/"):
+            raise ObjectNotFoundError("a series folder", operation="stat", uri=uri)
         info = store.stat(key)
         return SourceObject(role=role, uri=uri, version=info.version), None  # type: ignore[arg-type]
     except ObjectNotFoundError as exc:
@@ -209,7 +221,7 @@ def _download(
     store: ObjectStore, key: str, files: list[ObjectInfo] | None, into: Path, role: str
 ) -> Path:
     if files is None:
-        name = key.rsplit("/", 1)[-1]
+        name = key.rsplit("/", 1)[-1] or role
         target = into / role / name
         target.parent.mkdir(parents=True, exist_ok=True)
         store.get_to_file(key, target)
@@ -252,8 +264,8 @@ def fetch_batch(batch: dict[str, np.ndarray], *, ctx: StageContext) -> dict[str,
             continue
         try:
             t0 = time.perf_counter()
-            img_store, img_key = _locate(state.image_uri, ctx.endpoint_url)
-            msk_store, msk_key = _locate(state.mask_uri, ctx.endpoint_url)
+            img_store, img_key = _store(state.image_root, ctx.endpoint_url), state.image_key
+            msk_store, msk_key = _store(state.mask_root, ctx.endpoint_url), state.mask_key
             img_src, img_files = _stat_source(
                 img_store, img_key, role="image", uri=state.image_uri, case_id=state.case_id
             )
@@ -264,6 +276,11 @@ def fetch_batch(batch: dict[str, np.ndarray], *, ctx: StageContext) -> dict[str,
             state.digest = source_digest(state.sources, ctx.key_fingerprint)
             if _already_done(state, ctx):
                 out.append((SKIPPED, state))
+                continue
+            if not ctx.retry_quarantined and state.digest + QUARANTINE_MARK in state.prior_digests:
+                # failed for a lasting reason with these very inputs and key: do not rerun it
+                # nightly (a poison case would kill workers again); --retry-quarantined forces
+                out.append((QUARANTINED, state))
                 continue
             with tempfile.TemporaryDirectory(prefix="medcrypt-fetch-") as tmp:
                 image_path = _download(img_store, img_key, img_files, Path(tmp), "image")
@@ -363,6 +380,10 @@ class EncryptActor:
 
     def _encrypt_group(self, states: list[CaseState]) -> None:
         """Encrypt cases of one image shape in one call; raises on any failure."""
+        doomed = os.environ.get(FAULT_KILL_ENV)
+        if doomed and set(doomed.split(",")) & {st.case_id for st in states}:
+            logger.error("fault injection: killing this worker on %s", doomed)
+            os._exit(137)
         images = np.stack([st.original for st in states if st.original is not None])
         missing = [i for i, st in enumerate(states) if st.label_given is None]
         predicted = (
@@ -575,6 +596,11 @@ def _quarantine(state: CaseState, ctx: StageContext, store: ObjectStore) -> None
         software=software_versions(),
     )
     store.put(quarantine_key(state.case_id), rec.model_dump_json(indent=2).encode())
+    if state.digest and state.error_type not in _TRANSIENT:
+        with contextlib.suppress(ObjectExistsError):
+            store.put(
+                marker_key(state.case_id, state.digest + QUARANTINE_MARK), b"", if_absent=True
+            )
 
 
 _TIMING_COLUMNS = ("fetch_s", "decode_s", "pgd_s", "encode_s", "write_s")
