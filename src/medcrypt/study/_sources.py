@@ -6,8 +6,10 @@ Archive dest prefix (local folder)::
     <prefix>/<case>/record.json             carries the case label
     <prefix>/_originals/<case>/original.png the original slice (job run with originals)
 
-``record.json``'s label is read from ``label`` (class index or class name), or from
-``label_name`` / ``class_name``. A labels CSV (``case_id,label``) overrides the records.
+``record.json``'s label is read from ``label_name`` (the archive job's ``CaseRecord``), else
+``class_name``, else ``label`` (class name or index into the study's class list). A record
+whose ``label_source`` is ``"predicted"`` is refused: the model's guess is not ground truth.
+A labels CSV (``case_id,label``) overrides the records.
 
 Two folders: ``<originals>/<case>.png`` and ``<protected>/<case>.png`` with the same case
 IDs, and a labels CSV (``case_id,label``; label = class name or class index).
@@ -173,7 +175,14 @@ def _record_label(path: Path, classes: Sequence[str], problems: list[str]) -> st
     if not isinstance(record, dict):
         problems.append(f"case {case_id!r}: record.json is not a JSON object")
         return None
-    for field in ("label", "label_name", "class_name"):
+    if record.get("label_source") == "predicted":
+        problems.append(
+            f"case {case_id!r}: record.json's label was predicted by a model, not given; a "
+            "reader study needs ground truth: pass a labels CSV"
+        )
+        return None
+    # The class name first: a class index only means something in the job's own class list.
+    for field in ("label_name", "class_name", "label"):
         if field in record:
             name = _label_name(record[field], classes)
             if name is None:

@@ -73,8 +73,18 @@ def _archive(root: Path, phantoms) -> Path:  # type: ignore[no-untyped-def]
         shutil.copy(
             phantoms.originals / f"{case}.png", prefix / "_originals" / case / "original.png"
         )
-        label: object = CLASS_NAMES.index(truth) if i % 2 else truth
-        (prefix / case / "record.json").write_text(json.dumps({"case_id": case, "label": label}))
+        # odd cases: the archive job's CaseRecord fields; even cases: a bare class-name label
+        record: dict[str, object] = (
+            {
+                "case_id": case,
+                "label": CLASS_NAMES.index(truth),
+                "label_name": truth,
+                "label_source": "given",
+            }
+            if i % 2
+            else {"case_id": case, "label": truth}
+        )
+        (prefix / case / "record.json").write_text(json.dumps(record))
     (prefix / "_quarantine").mkdir()
     (prefix / "_runs").mkdir()
     return prefix
@@ -94,10 +104,14 @@ def test_archive_problems_are_listed_together(tmp_path: Path, phantoms) -> None:
     (prefix / "case001" / "record.json").write_text(json.dumps({"case_id": "case001"}))
     (prefix / "case002" / "record.json").write_text(json.dumps({"label": "glioma"}))
     (prefix / "case003" / "encrypted.png").write_bytes(b"not a png")
+    (prefix / "case004" / "record.json").write_text(
+        json.dumps({"label": 0, "label_name": "meningioma", "label_source": "predicted"})
+    )
     with pytest.raises(StudyError) as info:
         cases_from_archive(prefix, CLASS_NAMES)
     text = str(info.value)
-    assert "4 problem(s) reading the archive" in text
+    assert "5 problem(s) reading the archive" in text
+    assert "case 'case004': record.json's label was predicted by a model" in text
     assert "case 'case000': no original at" in text
     assert "case 'case001': record.json has no 'label' field" in text
     assert "case 'case002': record.json label='glioma' is not one of" in text
