@@ -7,6 +7,11 @@ plus nibabel / pydicom / SimpleITK: never torch, ray or boto3.
 
 from __future__ import annotations
 
+from medcrypt.medical._archive import (
+    PHANTOM_ORIENTATIONS,
+    write_phantom_archive,
+    write_phantom_case,
+)
 from medcrypt.medical._case import (
     align_mask,
     extract_slice,
@@ -26,6 +31,7 @@ from medcrypt.medical._writers import encode_nifti_slice
 
 __all__: list[str] = [
     "DEIDENTIFICATION_METHOD",
+    "PHANTOM_ORIENTATIONS",
     "PNG16_LEVELS",
     "TIE_RULE",
     "Slice",
@@ -50,6 +56,8 @@ __all__: list[str] = [
     "robust_window",
     "tumour_voxels",
     "write_dicom_series",
+    "write_phantom_archive",
+    "write_phantom_case",
 ]
 
 __all__ += ["CLASS_NAMES", "make_phantom_slices", "make_phantom_volume"]
