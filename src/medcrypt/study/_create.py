@@ -23,6 +23,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,24 +68,25 @@ def packet_dir(study_dir: Path, reader: str, session: int) -> Path:
     return Path(study_dir) / "packets" / reader / f"session-{session}"
 
 
+@dataclass(frozen=True)
 class CreatedStudy:
-    """What :func:`create_study` wrote."""
+    """Where :func:`create_study` wrote things (never the secret itself)."""
 
-    def __init__(self, study_dir: Path, key_path: Path, key: UnblindingKey) -> None:
-        self.study_dir = study_dir
-        self.key_path = key_path
-        self.packets_dir = study_dir / "packets"
-        self.assignments = key.assignments
-        self.session_dates = dict(key.session_dates)
+    study_dir: Path
+    key_path: Path
+    session_dates: dict[int, dt.date]
+    assignments: tuple[SessionAssignment, ...]
+
+    @property
+    def packets_dir(self) -> Path:
+        """The only folder that goes to readers."""
+        return self.study_dir / "packets"
 
     def packet(self, reader: str, session: int) -> Path:
         return packet_dir(self.study_dir, reader, session)
 
     def sheet(self, reader: str, session: int) -> Path:
         return self.packet(reader, session) / sheet_name(reader, session)
-
-    def __repr__(self) -> str:
-        return f"CreatedStudy(study_dir={str(self.study_dir)!r}, key_path={str(self.key_path)!r})"
 
 
 def plan_sessions(
@@ -213,7 +215,12 @@ def create_study(
         config.design,
         out_dir / "packets",
     )
-    return CreatedStudy(out_dir, key_path, key)
+    return CreatedStudy(
+        study_dir=out_dir,
+        key_path=key_path,
+        session_dates=dict(key.session_dates),
+        assignments=key.assignments,
+    )
 
 
 def _check_inputs(

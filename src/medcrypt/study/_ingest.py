@@ -13,6 +13,9 @@ Rules (every violation is reported, with its sheet and line, in one
 - the diagnosis is one of the study's classes (compared ignoring case and surrounding blanks;
   stored with the class list's spelling).
 
+Sheets saved by a spreadsheet with ``;`` as the separator are read too. Session-2 sheets
+ingested before the session's not-before date are accepted with a logged warning.
+
 Re-ingesting: answers are stored append-only in ``answers.jsonl`` with the ingest time and the
 sheet's SHA-256. A sheet whose exact bytes were already ingested is a **no-op** (reported as
 skipped). A *different* sheet for a (reader, session) that already has answers is refused as
@@ -81,10 +84,19 @@ def read_answers(path: Path) -> list[AnswerRecord]:
     return out
 
 
+def _delimiter(lines: Sequence[str]) -> str:
+    """',' unless the header row was saved with ';' (spreadsheets in many locales do that)."""
+    for line in lines:
+        if line.strip() and not line.lstrip().lstrip('"').startswith("#"):
+            cells = tuple(c.strip().strip('"') for c in line.split(";"))
+            return ";" if cells == SHEET_COLUMNS else ","
+    return ","
+
+
 def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
     """(physical line number, cells) of every non-blank CSV row."""
     lines = text.splitlines()
-    for number, cells in enumerate(csv.reader(lines), start=1):
+    for number, cells in enumerate(csv.reader(lines, delimiter=_delimiter(lines)), start=1):
         if cells and any(c.strip() for c in cells):
             yield number, cells
 
@@ -255,6 +267,14 @@ def ingest_sheets(
             continue
         batch_sessions[slot] = sheet.name
         accepted.append((sheet, assignment, rows))
+        not_before = key.session_dates.get(assignment.session)
+        if not_before is not None and (now or dt.datetime.now(dt.UTC)).date() < not_before:
+            logger.warning(
+                "sheet %s is for session %d, which should not be read before %s",
+                sheet.name,
+                assignment.session,
+                not_before.isoformat(),
+            )
     if problems:
         raise AnswerSheetError(problems)
 

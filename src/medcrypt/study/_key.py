@@ -182,8 +182,10 @@ def load_key(path: Path) -> UnblindingKey:
     try:
         return UnblindingKey.model_validate(data)
     except ValidationError as exc:
-        # Name the bad fields but never echo their values: one of them is the secret.
-        fields = ", ".join(
+        # Name the bad fields but never echo their values: one of them is the secret. The
+        # error is raised outside this block so the ValidationError (which holds the input)
+        # is not kept as its context either.
+        problems = "; ".join(
             ".".join(str(p) for p in e["loc"]) + f" ({e['msg']})" for e in exc.errors()
         )
-        raise StudyError(f"unblinding key is invalid: {fields}", uri=str(path)) from None
+    raise StudyError(f"unblinding key is invalid: {problems}", uri=str(path))

@@ -208,7 +208,10 @@ def _cohen(orig: Sequence[int], prot: Sequence[int], k: int, alpha: float) -> St
 
 
 def _mcnemar(a: int, b: int, c: int, d: int) -> Stat:
-    method = "exact McNemar test on correctness (statsmodels mcnemar, exact=True; binomial)"
+    method = (
+        "exact McNemar test on correctness (statsmodels mcnemar, exact=True; binomial); "
+        "value = p-value"
+    )
     if b + c == 0:
         return _undefined(method, "there is no discordant pair (no case right on one version only)")
     res = mcnemar(np.array([[a, b], [c, d]]), exact=True)
@@ -223,7 +226,7 @@ def _square(table: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _bowker(table: np.ndarray) -> Stat:
-    method = "Bowker's test of symmetry (statsmodels SquareTable.symmetry('bowker'))"
+    method = "Bowker's test of symmetry (statsmodels SquareTable.symmetry('bowker')); value = p"
     reduced, k = _square(table)
     if k < 2:
         return _undefined(method, "fewer than two diagnoses were used")
@@ -242,7 +245,7 @@ def _bowker(table: np.ndarray) -> Stat:
 def _stuart_maxwell(table: np.ndarray) -> Stat:
     method = (
         "Stuart-Maxwell test of marginal homogeneity "
-        "(statsmodels SquareTable.homogeneity('stuart_maxwell'))"
+        "(statsmodels SquareTable.homogeneity('stuart_maxwell')); value = p"
     )
     reduced, k = _square(table)
     if k < 2:
@@ -272,7 +275,7 @@ def _difference(
     )
     ni_method = (
         f"one-sided z test H0: difference <= -{margin:g} vs H1: difference > -{margin:g} "
-        "(statsmodels DescrStatsW.ztest_mean, alternative='larger')"
+        "(statsmodels DescrStatsW.ztest_mean, alternative='larger'); value = p"
     )
     n = len(correct_o)
     if n == 0:

@@ -204,3 +204,26 @@ def test_ordinary_compressed_png_would_leak_the_version(phantoms):  # type: igno
     sizes_o = [len(p.read_bytes()) for p in sorted(phantoms.originals.glob("*.png"))]
     sizes_p = [len(p.read_bytes()) for p in sorted(phantoms.protected.glob("*.png"))]
     assert all(p > o for o, p in zip(sizes_o, sizes_p, strict=True))
+
+
+def test_key_readable_by_others_is_warned_and_broken_key_hides_the_secret(
+    make_study, caplog, tmp_path
+):  # type: ignore[no-untyped-def]
+    import logging
+
+    from medcrypt.errors import StudyError
+
+    made, _ = make_study()
+    made.key_path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="medcrypt.study"):
+        load_key(made.key_path)
+    assert "readable by others" in caplog.text
+    data = json.loads(made.key_path.read_text())
+    data["secret_hex"] = data["secret_hex"][:-2] + "zz"[:1]  # wrong length
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data))
+    with pytest.raises(StudyError) as info:
+        load_key(broken)
+    assert "secret_hex" in str(info.value)
+    assert data["secret_hex"] not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__context__ is None

@@ -245,3 +245,38 @@ def _problems_keep(key, sheets, answers: Path) -> list[str]:  # type: ignore[no-
     with pytest.raises(AnswerSheetError) as info:
         ingest_sheets(key, sheets, answers)
     return info.value.problems
+
+
+def test_semicolon_sheets_from_spreadsheets_are_read(study, tmp_path):  # type: ignore[no-untyped-def]
+    made, key = study
+    text = made.sheet("alice", 1).read_text()
+    head, body = text.split("reader,session,position,image_id,diagnosis\n")
+    semi = tmp_path / "semi.csv"
+    semi.write_text(head + "reader;session;position;image_id;diagnosis\n" + body.replace(",", ";"))
+    result = ingest_sheets(key, [semi], tmp_path / "answers.jsonl")
+    assert result.stored == {str(semi): 10}
+
+
+def test_not_utf8_sheet_is_a_problem(study, tmp_path):  # type: ignore[no-untyped-def]
+    _, key = study
+    bad = tmp_path / "latin1.csv"
+    bad.write_bytes("# sheet code: x\nr\u00e9ader\n".encode("latin-1"))
+    [problem] = _problems(key, [bad], tmp_path / "answers.jsonl")
+    assert problem == "latin1.csv: is not UTF-8 text; save the sheet as CSV (UTF-8)"
+
+
+def test_session_two_ingested_before_its_date_is_logged(study, tmp_path, caplog):  # type: ignore[no-untyped-def]
+    import datetime as dt
+    import logging
+
+    made, key = study
+    early = dt.datetime.combine(key.session_dates[2], dt.time(), tzinfo=dt.UTC) - dt.timedelta(
+        days=1
+    )
+    with caplog.at_level(logging.WARNING, logger="medcrypt.study"):
+        ingest_sheets(key, [made.sheet("alice", 2)], tmp_path / "answers.jsonl", now=early)
+    assert "should not be read before" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="medcrypt.study"):
+        ingest_sheets(key, [made.sheet("alice", 1)], tmp_path / "answers.jsonl", now=early)
+    assert "should not be read before" not in caplog.text
