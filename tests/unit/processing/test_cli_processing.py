@@ -1,0 +1,206 @@
+"""The keygen / train / encrypt-slices commands end to end on a tiny slice folder."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from medcrypt.cli import main
+from medcrypt.medical import decode_png16, encode_png16
+from medcrypt.processing import EncryptionKey, load_checkpoint
+
+
+def _write_folder(
+    root: Path, images: np.ndarray, labels: np.ndarray, names: tuple[str, ...]
+) -> None:
+    for i, (img, y) in enumerate(zip(images, labels, strict=True)):
+        folder = root / names[int(y)]
+        folder.mkdir(parents=True, exist_ok=True)
+        if i % 2:
+            np.save(folder / f"s{i:03d}.npy", img)
+        else:
+            (folder / f"s{i:03d}.png").write_bytes(encode_png16(img))
+
+
+@pytest.mark.timeout(120)
+def test_keygen_train_encrypt_end_to_end(tmp_path: Path, blobs, classes) -> None:  # type: ignore[no-untyped-def]
+    images, labels = blobs[0][:36], blobs[1][:36]
+    # phantom-like PNGs are quantised already; the budget is checked against what was read
+    images = np.round(images * 65535) / 65535
+    data = tmp_path / "slices"
+    _write_folder(data, images.astype(np.float32), labels, classes)
+    runner = CliRunner()
+
+    key_path = tmp_path / "key.json"
+    res = runner.invoke(
+        main,
+        [
+            "-q",
+            "keygen",
+            "--classes",
+            ",".join(classes),
+            "--combiner",
+            "concat",
+            "--seed",
+            "4",
+            "--eps",
+            "1.0",
+            "--iters",
+            "10",
+            "--step",
+            "0.15",
+            "--out",
+            str(key_path),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    key = EncryptionKey.load(key_path)
+    assert key.fingerprint in res.output
+    assert key.secret.get_secret_value() not in res.output
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+
+    model_path = tmp_path / "model.pt"
+    res = runner.invoke(
+        main,
+        [
+            "-q",
+            "train",
+            "--data",
+            str(data),
+            "--arch",
+            "vgg11",
+            "--width",
+            "8",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "12",
+            "--classes",
+            ",".join(classes),
+            "--out",
+            str(model_path),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    loaded = load_checkpoint(model_path)
+    assert loaded.class_names == classes and len(loaded.history) == 4
+    assert loaded.content_hash in res.output
+
+    out = tmp_path / "enc"
+    res = runner.invoke(
+        main,
+        [
+            "-q",
+            "encrypt-slices",
+            "--data",
+            str(data),
+            "--key",
+            str(key_path),
+            "--model",
+            str(model_path),
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    written = sorted(p.relative_to(out) for p in out.rglob("*") if p.suffix in (".png", ".npy"))
+    inputs = sorted(p.relative_to(data) for p in data.rglob("*") if p.suffix in (".png", ".npy"))
+    assert written == inputs  # same layout and formats
+    for rel in inputs:
+        src = data / rel
+        dst = out / rel
+        if rel.suffix == ".png":
+            before, after = decode_png16(src.read_bytes()), decode_png16(dst.read_bytes())
+        else:
+            before, after = np.load(src), np.load(dst)
+        dist = np.sqrt(((after.astype(np.float64) - before.astype(np.float64)) ** 2).sum())
+        assert 0.0 < dist <= 1.0 + 1e-6  # float32 decode of uint16 codes: ~1e-8 noise
+        record = json.loads(dst.with_suffix(".json").read_text())
+        assert record["key_fingerprint"] == key.fingerprint
+        assert record["l2"] <= 1.0
+        assert record["psnr"] > 30
+        assert "targets" not in record and "secret" not in record
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["slices"] == 36 and summary["max_l2"] <= 1.0
+    assert key.secret.get_secret_value() not in (out / "summary.json").read_text()
+
+    # unlabelled use: labels from the base model's predictions
+    res = runner.invoke(
+        main,
+        [
+            "-q",
+            "encrypt-slices",
+            "--data",
+            str(data),
+            "--key",
+            str(key_path),
+            "--model",
+            str(model_path),
+            "--out",
+            str(tmp_path / "enc2"),
+            "--labels",
+            "predicted",
+            "--format",
+            "npy",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "enc2" / "summary.json").read_text())["label_source"] == (
+        "predicted"
+    )
+
+    # refusing: existing outputs, and a key made for other classes
+    res = runner.invoke(
+        main,
+        [
+            "-q",
+            "encrypt-slices",
+            "--data",
+            str(data),
+            "--key",
+            str(key_path),
+            "--model",
+            str(model_path),
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    other_key = tmp_path / "other.json"
+    runner.invoke(main, ["-q", "keygen", "--phantom-classes", "--out", str(other_key)])
+    res = runner.invoke(
+        main,
+        [
+            "-q",
+            "encrypt-slices",
+            "--data",
+            str(data),
+            "--key",
+            str(other_key),
+            "--model",
+            str(model_path),
+            "--out",
+            str(tmp_path / "enc3"),
+        ],
+    )
+    assert res.exit_code == 2
+    assert "key has 5 classes, model has 3" in res.output
+
+
+def test_helps_describe_the_layout() -> None:
+    runner = CliRunner()
+    for cmd in ("keygen", "train", "encrypt-slices"):
+        res = runner.invoke(main, [cmd, "--help"])
+        assert res.exit_code == 0, res.output
+    assert "DIR/<class_name>/<name>.png" in runner.invoke(main, ["train", "--help"]).output
+
+
+def test_keygen_needs_classes(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["keygen", "--out", str(tmp_path / "k.json")])
+    assert res.exit_code != 0
+    assert "--phantom-classes" in res.output
