@@ -1,0 +1,436 @@
+"""The archive job's configuration: one frozen pydantic model, from YAML and/or CLI flags.
+
+Everything that can be checked without touching data is checked when the config is built,
+before any work starts: URIs are well formed, dest neither equals nor overlaps the source,
+local key / model / manifest files exist, formats and layouts are known, the actor pool range
+is sensible. Problems raise :class:`~medcrypt.errors.ConfigError` naming the field (and the
+file the value came from) via :func:`load_job_config` / :func:`job_config_from_mapping`.
+
+Manifest or discovery: give ``manifest`` (a CSV/JSONL file, see ``_manifest``) or ``layout``
+(``brats`` / ``case-folders``); with ``layout`` alone the job discovers the cases under
+``source`` at the start of every run, so a nightly run picks up new cases by itself. Giving
+both is refused (it would be unclear which one wins).
+
+Paths: local paths are made absolute when the config is built (Ray workers do not share the
+driver's working directory). Relative paths written in a YAML file are relative to that file's
+folder; relative paths given as CLI flags are relative to the current directory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, Field, RootModel, field_validator, model_validator
+
+from medcrypt.cluster._discover import Layout
+from medcrypt.config import StrictModel, load_config, validate_config
+from medcrypt.errors import ConfigError
+from medcrypt.processing import PGDSettings
+from medcrypt.storage import S3Uri, is_s3_uri, local_path, parse_s3_uri
+
+__all__ = [
+    "OUTPUT_FORMATS",
+    "CliOption",
+    "JobConfig",
+    "OutputFormat",
+    "cli_overrides",
+    "job_cli_options",
+    "job_config_from_mapping",
+    "load_job_config",
+]
+
+OutputFormat = Literal["png", "nifti", "dicom"]
+OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?$")
+#: Fields holding a location: normalised (s3 canonical form / absolute path).
+_LOCATION_FIELDS = ("source", "dest", "manifest", "key", "model")
+
+
+class JobConfig(StrictModel):
+    """Everything ``medcrypt encrypt`` / ``run_job`` needs; see the module docstring."""
+
+    source: str = Field(description="archive root to read: s3://bucket/prefix or a local folder")
+    dest: str = Field(
+        description="where outputs, records and run summaries go; must not overlap source"
+    )
+    manifest: str | None = Field(
+        default=None,
+        description="CSV/JSONL manifest (path or s3:// URI); omit and set layout to discover",
+    )
+    layout: Layout | None = Field(
+        default=None,
+        description="discover cases under source with this layout (brats, case-folders) "
+        "when no manifest is given",
+    )
+    key: str = Field(description="encryption key file (path or s3:// URI)")
+    model: str = Field(description="model checkpoint (path or s3:// URI)")
+    endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, Ceph); default AWS"
+    )
+    max_pool: int = Field(default=32, ge=1, le=1024, description="S3 connections per process")
+    pgd: PGDSettings = Field(default_factory=PGDSettings, description="PGD settings")
+    formats: tuple[OutputFormat, ...] = Field(
+        default=("png",), description="output formats, comma separated: png, nifti, dicom"
+    )
+    tumour_labels: tuple[int, ...] | None = Field(
+        default=None,
+        description="mask values that count as tumour, comma separated (default: any > 0)",
+    )
+    slice_fallback: Literal["error", "largest_brain"] = Field(
+        default="error",
+        description="empty tumour mask: quarantine the case (error) or use the largest brain "
+        "slice (largest_brain)",
+    )
+    write_originals: bool = Field(
+        default=False, description="also write unprotected slices, under dest/_originals/"
+    )
+    run_id: str | None = Field(
+        default=None, description="name of this run under dest/_runs/ (default: time + random)"
+    )
+    num_gpus: float = Field(
+        default=0.0, ge=0.0, description="GPUs per PGD actor (1 on GPU nodes, 0 on CPU only)"
+    )
+    actor_cpus: float = Field(default=1.0, gt=0.0, description="CPUs per PGD actor")
+    fetch_cpus: float = Field(default=1.0, gt=0.0, description="CPUs per fetch / write task")
+    min_actors: int = Field(default=1, ge=1, description="smallest PGD actor pool")
+    max_actors: int = Field(default=1, ge=1, description="largest PGD actor pool")
+    batch_size: int = Field(default=8, ge=1, le=4096, description="slices per PGD batch")
+    actor_start_timeout_s: float = Field(
+        default=600.0,
+        gt=0.0,
+        description="seconds to wait for min_actors to start (Ray's wait_for_min_actors_s)",
+    )
+
+    # -- fields --------------------------------------------------------------------------------
+
+    @field_validator("source", "dest", "manifest", "key", "model")
+    @classmethod
+    def _normalise_location(cls, v: str | None, info: Any) -> str | None:
+        if v is None:
+            return None
+        field = info.field_name
+        try:
+            if is_s3_uri(v):
+                parsed = parse_s3_uri(v, field=field)
+                if field in ("manifest", "key", "model") and (not parsed.prefix or v.endswith("/")):
+                    raise ValueError(f"expected an s3:// URI naming one object, got {v!r}")
+                return parsed.uri
+            path = local_path(v, field=field)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from exc
+        if field in ("key", "model", "manifest") and not path.is_file():
+            found = "a folder" if path.is_dir() else "nothing"
+            raise ValueError(f"expected an existing file at {str(path)!r}, found {found}")
+        if field == "source" and path.exists() and not path.is_dir():
+            raise ValueError(f"expected a folder at {str(path)!r}, found a file")
+        return str(path)
+
+    @field_validator("dest")
+    @classmethod
+    def _dest_apart_from_source(cls, v: str, info: Any) -> str:
+        # a field validator (not a model one) so that this is reported with the other fields
+        source = info.data.get("source")
+        if source is not None:
+            overlap = _overlap(source, v)
+            if overlap:
+                raise ValueError(overlap)
+        return v
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not _ENDPOINT.match(v):
+            raise ValueError(f"expected an http(s)://host[:port] URL, got {v!r}")
+        return v
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _split_formats(cls, v: Any) -> Any:
+        v = _split_commas(v)
+        if isinstance(v, list | tuple):
+            if not v:
+                raise ValueError(f"expected at least one of {', '.join(OUTPUT_FORMATS)}")
+            dupes = sorted({x for x in v if list(v).count(x) > 1}, key=str)
+            if dupes:
+                raise ValueError(f"expected each format once, got {dupes} repeated")
+        return v
+
+    @field_validator("tumour_labels", mode="before")
+    @classmethod
+    def _split_labels(cls, v: Any) -> Any:
+        return _split_commas(v)
+
+    @field_validator("tumour_labels")
+    @classmethod
+    def _check_labels(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is None:
+            return None
+        if not v:
+            raise ValueError("expected at least one mask value (or leave it out for any > 0)")
+        bad = [x for x in v if x < 1]
+        if bad:
+            raise ValueError(f"expected mask values >= 1 (0 is background), got {bad}")
+        return tuple(sorted(set(v)))
+
+    @field_validator("run_id")
+    @classmethod
+    def _check_run_id(cls, v: str | None) -> str | None:
+        if v is not None and not _RUN_ID.match(v):
+            raise ValueError(
+                f"expected 1-64 letters, digits, '.', '_' or '-' (a folder name), got {v!r}"
+            )
+        return v
+
+    @field_validator("num_gpus")
+    @classmethod
+    def _check_gpus(cls, v: float) -> float:
+        if v > 1 and not float(v).is_integer():
+            raise ValueError(f"expected a fraction <= 1 or a whole number of GPUs, got {v}")
+        return v
+
+    # -- across fields -------------------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _check_together(self) -> JobConfig:
+        if self.min_actors > self.max_actors:
+            raise ValueError(
+                f"min_actors ({self.min_actors}) must not exceed max_actors ({self.max_actors})"
+            )
+        if self.manifest is None and self.layout is None:
+            raise ValueError(
+                "expected either manifest (a CSV/JSONL file) or layout (brats, case-folders) "
+                "to discover the cases under source, got neither"
+            )
+        if self.manifest is not None and self.layout is not None:
+            raise ValueError(
+                "expected either manifest or layout, got both (remove layout to use the "
+                "manifest, or manifest to discover)"
+            )
+        return self
+
+    @property
+    def source_is_s3(self) -> bool:
+        return is_s3_uri(self.source)
+
+    @property
+    def dest_is_s3(self) -> bool:
+        return is_s3_uri(self.dest)
+
+
+def _split_commas(v: Any) -> Any:
+    if isinstance(v, str):
+        return [p.strip() for p in v.split(",") if p.strip()]
+    if isinstance(v, int) and not isinstance(v, bool):
+        return [v]
+    return v
+
+
+def _overlap(source: str, dest: str) -> str | None:
+    """Why dest and source overlap, or None when they are apart."""
+    if is_s3_uri(source) != is_s3_uri(dest):
+        return None
+    if is_s3_uri(source):
+        s, d = parse_s3_uri(source), parse_s3_uri(dest)
+        if s.bucket != d.bucket:
+            return None
+        if _prefix_within(d, s):
+            return (
+                f"expected a dest outside the source, got {dest!r}, which "
+                f"{'is' if d.prefix == s.prefix else 'lies inside'} the source {source!r}"
+            )
+        if _prefix_within(s, d):
+            return f"expected a dest outside the source, got {dest!r}, which contains the source"
+        return None
+    sp, dp = Path(source), Path(dest)
+    if dp == sp:
+        return f"expected a dest outside the source, got {dest!r}, which is the source"
+    if dp.is_relative_to(sp):
+        return f"expected a dest outside the source, got {dest!r}, which lies inside {source!r}"
+    if sp.is_relative_to(dp):
+        return f"expected a dest outside the source, got {dest!r}, which contains the source"
+    return None
+
+
+def _prefix_within(inner: S3Uri, outer: S3Uri) -> bool:
+    return (
+        not outer.prefix
+        or inner.prefix == outer.prefix
+        or inner.prefix.startswith(outer.prefix + "/")
+    )
+
+
+# -- building from YAML and flags ----------------------------------------------------------------
+
+
+class _RawMapping(RootModel[dict[str, Any]]):
+    """Any mapping: lets load_config read and check the YAML before the real validation."""
+
+
+def job_config_from_mapping(data: Mapping[str, Any], *, source: str = "job config") -> JobConfig:
+    """Validate ``data`` into a JobConfig; ConfigError names ``source`` and every bad field."""
+    return validate_config(JobConfig, dict(data), source=source)
+
+
+def load_job_config(
+    path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None
+) -> JobConfig:
+    """A JobConfig from a YAML file and/or flat CLI options (which win over the file).
+
+    Args:
+        path: YAML file with JobConfig's fields (``pgd`` as a nested mapping); optional.
+        overrides: flat options as :func:`job_cli_options` names them (``source``,
+            ``pgd_eps``, ``formats`` ...); ``None`` values (flags not given) are ignored.
+
+    Raises:
+        ConfigError: unreadable YAML, unknown or invalid fields, dest overlapping source,
+            missing key/model/manifest files, ... naming the file and the fields.
+    """
+    data: dict[str, Any] = {}
+    where = []
+    if path is not None:
+        data = load_config(path, _RawMapping).root
+        base = Path(path).resolve().parent
+        for name in _LOCATION_FIELDS:
+            value = data.get(name)
+            if isinstance(value, str) and value and not _is_absolute(value):
+                data[name] = str(base / value)
+        where.append(str(path))
+    nested = cli_overrides(overrides or {})
+    if nested:
+        where.append("command-line options")
+        data = _deep_merge(data, nested)
+    return job_config_from_mapping(data, source=" + ".join(where) or "command-line options")
+
+
+def _is_absolute(value: str) -> bool:
+    return is_s3_uri(value) or "://" in value or value.startswith(("/", "~"))
+
+
+def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """One CLI flag for one JobConfig field.
+
+    Attributes:
+        name: the Python parameter name click passes (``pgd_eps``).
+        flag: the long flag (``--pgd-eps``); booleans also have ``--no-...`` (``negative``).
+        path: where it goes in the config (``("pgd", "eps")``).
+        type: ``str``, ``int``, ``float`` or ``bool``.
+        choices: allowed values for a single-choice option, else None.
+        help: one line for ``--help``.
+    """
+
+    name: str
+    flag: str
+    path: tuple[str, ...]
+    type: type
+    choices: tuple[str, ...] | None
+    help: str
+
+    @property
+    def negative(self) -> str | None:
+        """``--no-<flag>`` for booleans."""
+        return "--no-" + self.flag[2:] if self.type is bool else None
+
+
+_HELP: dict[tuple[str, ...], str] = {
+    ("pgd", "eps"): "L2 budget of the perturbation per slice, in [0,1] pixel units",
+    ("pgd", "step"): "L2 length of each PGD step",
+    ("pgd", "iters"): "PGD iterations",
+    ("pgd", "best_iterate"): "keep the iterate with the lowest target loss, not the last",
+    ("pgd", "precision"): "auto (bf16 on capable GPUs), fp32 or bf16",
+    ("pgd", "channels_last"): "NHWC memory format (default: on with CUDA only)",
+}
+
+
+def job_cli_options() -> tuple[CliOption, ...]:
+    """A flag for every JobConfig field (nested ``pgd`` fields as ``--pgd-<name>``).
+
+    The CLI adds each as a click option with ``default=None`` (booleans as
+    ``--x/--no-x``), and passes the collected keyword arguments to
+    :func:`load_job_config` as ``overrides``.
+    """
+    return tuple(_options(JobConfig, ()))
+
+
+def _options(model: type[BaseModel], prefix: tuple[str, ...]) -> list[CliOption]:
+    out: list[CliOption] = []
+    for name, info in model.model_fields.items():
+        path = (*prefix, name)
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out.extend(_options(annotation, path))
+            continue
+        kind, choices = _cli_type(annotation)
+        text = info.description or _HELP.get(path, name.replace("_", " "))
+        if not info.is_required() and info.default is not None and kind is not bool:
+            default = info.default
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            text += f" [default: {shown}]"
+        out.append(
+            CliOption(
+                name="_".join(path),
+                flag="--" + "-".join(path).replace("_", "-"),
+                path=path,
+                type=kind,
+                choices=choices,
+                help=text,
+            )
+        )
+    return out
+
+
+def _cli_type(annotation: Any) -> tuple[type, tuple[str, ...] | None]:
+    """Map a field annotation onto a flag type (tuples become comma-separated strings)."""
+    args = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
+    first = args[0]
+    if get_origin(first) is Literal or get_origin(annotation) is Literal:
+        lit = first if get_origin(first) is Literal else annotation
+        return str, tuple(str(a) for a in get_args(lit))
+    if get_origin(first) is tuple:
+        return str, None
+    if first is bool:
+        return bool, None
+    if first in (int, float, str):
+        return first, None
+    return str, None
+
+
+def cli_overrides(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat CLI options -> the nested mapping JobConfig expects; flags not given are dropped.
+
+    ``{"pgd_eps": 1.5, "source": None, "formats": "png,nifti"}`` ->
+    ``{"pgd": {"eps": 1.5}, "formats": "png,nifti"}``. Unknown names raise ConfigError.
+    """
+    by_name = {o.name: o for o in job_cli_options()}
+    nested: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None or (
+            isinstance(value, Sequence) and not isinstance(value, str) and not value
+        ):
+            continue
+        option = by_name.get(name)
+        if option is None:
+            raise ConfigError(
+                f"unknown job option {name!r}; expected one of {', '.join(sorted(by_name))}",
+                field=name,
+            )
+        node = nested
+        for part in option.path[:-1]:
+            node = node.setdefault(part, {})
+        node[option.path[-1]] = value
+    return nested
