@@ -9,6 +9,7 @@ not grow with the size of the images, only with the (string) manifest rows and l
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import logging
@@ -25,7 +26,9 @@ from typing import Any, cast
 import numpy as np
 
 from medcrypt._types import ProgressCallback
+from medcrypt.cluster._config import JobConfig
 from medcrypt.cluster._ledger import DestIndex, scan_dest, summary_key
+from medcrypt.cluster._manifest import Manifest
 from medcrypt.cluster._records import utc_now
 from medcrypt.cluster._stages import (
     DONE,
@@ -43,7 +46,7 @@ from medcrypt.cluster._summary import RunSummary, StageTimings
 from medcrypt.errors import ConfigError, JobError, MedcryptError
 from medcrypt.storage import ObjectStore, open_store, split_uri
 
-__all__ = ["JobInputs", "prepare_job", "run_job"]
+__all__ = ["JobInputs", "PlanEntry", "plan_job", "prepare_job", "run_job"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ _TASK_RETRIES = 3
 class JobInputs:
     """What :func:`prepare_job` checked and loaded before any work starts."""
 
-    config: Any  # JobConfig
+    config: JobConfig
     run_id: str
     model_blob: bytes
     model_hash: str
@@ -67,7 +70,7 @@ class JobInputs:
     key: Any  # EncryptionKey
     key_fingerprint: str
     combiner: str | None
-    rows: Any  # Manifest: re-iterable stream of ManifestRow, with len()
+    rows: Manifest  # re-iterable stream of ManifestRow, with len()
     dest: ObjectStore
     index: DestIndex
 
@@ -90,18 +93,6 @@ def _normalise_root(uri: str) -> str:
     return uri.rstrip("/")
 
 
-def _check_dest_outside_source(source: str | None, dest: str) -> None:
-    if not source:
-        return
-    s, d = _normalise_root(source), _normalise_root(dest)
-    if d == s or d.startswith(s + "/"):
-        raise ConfigError(
-            f"dest must not be the source or inside it (source {source!r}, dest {dest!r})",
-            field="dest",
-            uri=dest,
-        )
-
-
 def _locate(value: str, source: str | None) -> tuple[str, str, str]:
     """(store root, key, full URI) of a manifest entry (a key under source, or a URI)."""
     if source:
@@ -111,18 +102,46 @@ def _locate(value: str, source: str | None) -> tuple[str, str, str]:
     return root, key + ("/" if folder else ""), value
 
 
-def prepare_job(config: Any) -> JobInputs:
+def _read_rows(config: JobConfig, class_names: tuple[str, ...]) -> Manifest:
+    """The checked manifest, or (``layout`` set) one discovered from the source right now."""
+    from medcrypt.cluster._discover import discover
+    from medcrypt.cluster._manifest import read_manifest
+
+    endpoint = config.endpoint_url
+    if config.manifest is not None:
+        return read_manifest(
+            config.manifest, source=config.source, class_names=class_names, endpoint_url=endpoint
+        )
+    assert config.layout is not None  # JobConfig requires manifest or layout
+    fd, tmp = tempfile.mkstemp(prefix="medcrypt-discovered-", suffix=".csv")
+    os.close(fd)
+    found = discover(
+        open_store(config.source, endpoint_url=endpoint, max_pool=config.max_pool),
+        layout=config.layout,
+        out=tmp,
+        class_names=class_names,
+    )
+    # read_manifest re-reads the file on every iteration: keep it until the process ends
+    atexit.register(_unlink_quietly, tmp)
+    logger.info("discovered %s cases (%s folders skipped)", found.cases, found.skipped)
+    return read_manifest(tmp, source=config.source, class_names=class_names)
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def prepare_job(config: JobConfig) -> JobInputs:
     """Validate and load everything the job needs; raise before any case is touched.
 
     Raises:
         ConfigError / ManifestError: bad config, manifest, URIs, dest inside source.
         ModelError / EncryptionKeyError: unreadable model or key, or they do not fit.
     """
-    from medcrypt.cluster._manifest import read_manifest
     from medcrypt.processing import EncryptionKey, load_checkpoint
 
     endpoint = config.endpoint_url
-    _check_dest_outside_source(config.source, config.dest)
     # model: read once (also what the actors get), verified by load_checkpoint
     model_blob = _read_local_or_store(str(config.model), endpoint, what="model checkpoint")
     with tempfile.TemporaryDirectory(prefix="medcrypt-check-") as tmp:
@@ -138,24 +157,19 @@ def prepare_job(config: Any) -> JobInputs:
         else:
             key = EncryptionKey.load(config.key)
     key.check_model(loaded.num_classes, loaded.class_names)
-    rows = read_manifest(
-        config.manifest,
-        source=config.source,
-        class_names=loaded.class_names,
-        endpoint_url=endpoint,
-    )
-    dest = open_store(config.dest, endpoint_url=endpoint)
+    rows = _read_rows(config, loaded.class_names)
+    dest = open_store(config.dest, endpoint_url=endpoint, max_pool=config.max_pool)
     index = scan_dest(dest)
     return JobInputs(
         config=config,
-        run_id=_new_run_id(),
+        run_id=config.run_id or _new_run_id(),
         model_blob=model_blob,
         model_hash=loaded.content_hash,
         model_arch=loaded.arch,
         class_names=tuple(loaded.class_names),
         key=key,
         key_fingerprint=key.fingerprint,
-        combiner=getattr(key, "combiner", None),
+        combiner=key.combiner,
         rows=rows,
         dest=dest,
         index=index,
@@ -221,6 +235,7 @@ def _stage_context(inputs: JobInputs) -> StageContext:
         run_id=inputs.run_id,
         dest=c.dest,
         endpoint_url=c.endpoint_url,
+        max_pool=c.max_pool,
         formats=tuple(c.formats),
         write_originals=bool(c.write_originals),
         eps=float(c.pgd.eps),
@@ -303,7 +318,7 @@ def build_dataset(inputs: JobInputs, counter: Any, model_ref: Any, key_ref: Any)
     return ds
 
 
-def run_job(config: Any, *, progress: ProgressCallback | None = None) -> RunSummary:
+def run_job(config: JobConfig, *, progress: ProgressCallback | None = None) -> RunSummary:
     """Run the archive job described by ``config`` and return (and write) its summary.
 
     Raises before any work for bad config/manifest/model/key/URIs. Once running, per-case
@@ -369,7 +384,7 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
     accounted = counts[DONE] + counts[SKIPPED] + counts[QUARANTINED]
     summary = RunSummary(
         run_id=inputs.run_id,
-        source=str(c.source or ""),
+        source=str(c.source),
         dest=str(c.dest),
         started_at=started_at,
         finished_at=utc_now(),
@@ -399,3 +414,55 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
         wall,
     )
     return summary
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """What ``--dry-run`` says about one case: ``new``, ``skipped``, ``quarantined`` (a lasting
+    failure with the same inputs and key, not retried) or ``invalid`` (with the reason)."""
+
+    case_id: str
+    status: str
+    reason: str = ""
+
+
+def plan_job(config: JobConfig) -> Iterator[PlanEntry]:
+    """Dry run: classify every case like the job would, reading dest once and writing nothing.
+
+    The same checks as :func:`run_job` run first (bad config / manifest / model / key raise).
+    Source versions are read with one ``stat`` per source object, on the driver.
+    """
+    from medcrypt.cluster._records import source_digest
+    from medcrypt.cluster._stages import QUARANTINE_MARK, _stat_source, _store
+
+    inputs = prepare_job(config)
+    endpoint = config.endpoint_url
+    for st in _states(inputs):
+        try:
+            img, _ = _stat_source(
+                _store(st.image_root, endpoint, config.max_pool),
+                st.image_key,
+                role="image",
+                uri=st.image_uri,
+                case_id=st.case_id,
+            )
+            msk, _ = _stat_source(
+                _store(st.mask_root, endpoint, config.max_pool),
+                st.mask_key,
+                role="mask",
+                uri=st.mask_uri,
+                case_id=st.case_id,
+            )
+        except MedcryptError as exc:
+            yield PlanEntry(st.case_id, "invalid", str(exc))
+            continue
+        digest = source_digest([img, msk], inputs.key_fingerprint)
+        if digest in st.prior_digests:
+            yield PlanEntry(st.case_id, "skipped", "done for these inputs and key")
+        elif digest + QUARANTINE_MARK in st.prior_digests:
+            yield PlanEntry(st.case_id, "quarantined", "failed before with these inputs and key")
+        elif st.has_record and not st.prior_digests:
+            yield PlanEntry(st.case_id, "new", "record without ledger marker: checked at run time")
+        else:
+            why = "inputs or key changed" if st.has_record else ""
+            yield PlanEntry(st.case_id, "new", why)

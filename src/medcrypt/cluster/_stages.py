@@ -127,6 +127,7 @@ class StageContext:
     run_id: str
     dest: str
     endpoint_url: str | None
+    max_pool: int
     formats: tuple[str, ...]
     write_originals: bool
     eps: float
@@ -187,9 +188,9 @@ def _fail(state: CaseState, stage: str, exc: BaseException) -> tuple[str, CaseSt
 
 
 @functools.lru_cache(maxsize=32)
-def _store(root: str, endpoint_url: str | None) -> ObjectStore:
+def _store(root: str, endpoint_url: str | None, max_pool: int = 32) -> ObjectStore:
     """One store (and so one boto3 client and connection pool) per root per worker process."""
-    return open_store(root, endpoint_url=endpoint_url)
+    return open_store(root, endpoint_url=endpoint_url, max_pool=max_pool)
 
 
 def _stat_source(
@@ -243,7 +244,9 @@ def _already_done(state: CaseState, ctx: StageContext) -> bool:
     if state.has_record and not state.prior_digests:
         # record written but its marker not (driver killed in between): read this one record
         try:
-            data = json.loads(_store(ctx.dest, ctx.endpoint_url).get(record_key(state.case_id)))
+            data = json.loads(
+                _store(ctx.dest, ctx.endpoint_url, ctx.max_pool).get(record_key(state.case_id))
+            )
         except (ObjectNotFoundError, ValueError):
             return False
         return bool(data.get("source_digest") == state.digest)
@@ -264,8 +267,14 @@ def fetch_batch(batch: dict[str, np.ndarray], *, ctx: StageContext) -> dict[str,
             continue
         try:
             t0 = time.perf_counter()
-            img_store, img_key = _store(state.image_root, ctx.endpoint_url), state.image_key
-            msk_store, msk_key = _store(state.mask_root, ctx.endpoint_url), state.mask_key
+            img_store, img_key = (
+                _store(state.image_root, ctx.endpoint_url, ctx.max_pool),
+                state.image_key,
+            )
+            msk_store, msk_key = (
+                _store(state.mask_root, ctx.endpoint_url, ctx.max_pool),
+                state.mask_key,
+            )
             img_src, img_files = _stat_source(
                 img_store, img_key, role="image", uri=state.image_uri, case_id=state.case_id
             )
@@ -611,7 +620,7 @@ def write_batch(batch: dict[str, np.ndarray], *, ctx: StageContext) -> dict[str,
 
     Returns small rows only (case id, final status, timings): the driver just counts them.
     """
-    store = _store(ctx.dest, ctx.endpoint_url)
+    store = _store(ctx.dest, ctx.endpoint_url, ctx.max_pool)
     case_ids: list[str] = []
     statuses: list[str] = []
     timing_cols: dict[str, list[float]] = {c: [] for c in _TIMING_COLUMNS}

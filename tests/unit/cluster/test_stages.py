@@ -35,6 +35,7 @@ def _ctx(dest: Path, **kw: Any) -> StageContext:
         run_id="run-1",
         dest=str(dest),
         endpoint_url=None,
+        max_pool=4,
         formats=("png", "nifti"),
         write_originals=False,
         eps=EPS,
