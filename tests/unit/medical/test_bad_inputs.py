@@ -119,12 +119,21 @@ def test_nan_or_inf_voxels(tmp_path: Path, bad: float) -> None:
         read_volume(image, case_id=CASE)
 
 
-def test_nan_in_a_float_mask(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_nan_or_inf_in_a_float_mask(tmp_path: Path, bad: float) -> None:
     image, mask = _case(tmp_path)
     labels = _volume()[1].astype(np.float32)
-    labels[0, 0, 0] = np.nan
+    labels[0, 0, 0] = bad
     _save(labels, mask)
     _raises(ImageFormatError, image, mask, mask, "NaN/Inf")
+
+
+def test_fractional_mask_labels(tmp_path: Path) -> None:
+    image, mask = _case(tmp_path)
+    labels = _volume()[1].astype(np.float32)
+    labels[1, 1, 1] = 0.5
+    _save(labels, mask)
+    _raises(ImageFormatError, image, mask, mask, "fractional")
 
 
 def test_mask_on_a_grid_without_world_space(tmp_path: Path) -> None:
