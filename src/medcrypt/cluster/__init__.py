@@ -7,7 +7,25 @@ are :class:`CaseRecord` / :class:`QuarantineRecord` under dest.
 
 from __future__ import annotations
 
+from medcrypt.cluster._config import (
+    OUTPUT_FORMATS,
+    CliOption,
+    JobConfig,
+    OutputFormat,
+    cli_overrides,
+    job_cli_options,
+    job_config_from_mapping,
+    load_job_config,
+)
+from medcrypt.cluster._discover import LAYOUTS, DiscoverSummary, Layout, discover
 from medcrypt.cluster._job import JobInputs, prepare_job, run_job
+from medcrypt.cluster._manifest import (
+    MANIFEST_COLUMNS,
+    Manifest,
+    ManifestRow,
+    read_manifest,
+    write_manifest,
+)
 from medcrypt.cluster._records import (
     CaseRecord,
     CaseTimings,
@@ -42,4 +60,23 @@ __all__ += [
     "StageTimings",
     "prepare_job",
     "run_job",
+]
+__all__ += [
+    "LAYOUTS",
+    "MANIFEST_COLUMNS",
+    "OUTPUT_FORMATS",
+    "CliOption",
+    "DiscoverSummary",
+    "JobConfig",
+    "Layout",
+    "Manifest",
+    "ManifestRow",
+    "OutputFormat",
+    "cli_overrides",
+    "discover",
+    "job_cli_options",
+    "job_config_from_mapping",
+    "load_job_config",
+    "read_manifest",
+    "write_manifest",
 ]
