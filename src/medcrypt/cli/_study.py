@@ -69,6 +69,9 @@ def study() -> None:
 @click.option(
     "--start-date", type=click.DateTime(formats=["%Y-%m-%d"]), help="First day of session 1."
 )
+@click.option(
+    "--pdf/--no-pdf", "pdf", default=None, help="Also write packet.pdf (overrides config)."
+)
 def create(
     config: Path,
     out: Path,
@@ -83,6 +86,7 @@ def create(
     seed: int | None,
     washout_days: int | None,
     start_date: dt.datetime | None,
+    pdf: bool | None,
 ) -> None:
     """Create packets and answer sheets in OUT from CONFIG (YAML StudyConfig)."""
     from medcrypt.study import StudyConfig, cases_from_archive, cases_from_folders, create_study
@@ -94,6 +98,7 @@ def create(
         "seed": seed,
         "washout_days": washout_days,
         "start_date": start_date.date() if start_date else None,
+        "pdf_packets": pdf,
     }
     cfg = load_config(config, StudyConfig, overrides=overrides)
     if archive is not None and (originals or protected):

@@ -50,6 +50,8 @@ class StudyConfig(StrictModel):
     start_date: dt.date | None = None
     #: non-inferiority margin on accuracy (protected minus original), as a proportion.
     non_inferiority_margin: float = Field(default=0.05, gt=0.0, lt=1.0)
+    #: also write ``packet.pdf`` (deterministic, uncompressed streams) next to the HTML packet.
+    pdf_packets: bool = False
     #: two-sided significance level for every confidence interval (CI level 1 - alpha).
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
 

@@ -4,6 +4,7 @@ Study folder layout (``out``)::
 
     out/study.json                                   public manifest (no secret, no truth)
     out/packets/<reader>/session-<n>/packet.html     printable packet, instructions first
+    out/packets/<reader>/session-<n>/packet.pdf      the same as PDF (``pdf_packets: true``)
     out/packets/<reader>/session-<n>/images/<id>.png uncompressed 16-bit PNGs, one size
     out/packets/<reader>/session-<n>/answers_<reader>_session-<n>.csv
     out/unblinding/key.json (default; ``key_path``)   0o600: ID -> case, version, truth + secret
@@ -43,6 +44,7 @@ from medcrypt.study._key import (
     save_key,
     sheet_code,
 )
+from medcrypt.study._pdf import packet_pdf
 from medcrypt.study._sources import StudyCase
 
 __all__ = [
@@ -192,18 +194,20 @@ def create_study(
     save_key(key, key_path)
 
     encoded: dict[str, bytes] = {}
+    padded: dict[str, np.ndarray] = {}
     for case in cases:
         for version in VERSIONS:
             array = case.original if version == "original" else case.protected
             iid = image_id(secret, case.case_id, version)
-            encoded[iid] = encode_packet_png(pad_to(array, shape))
+            padded[iid] = pad_to(array, shape)
+            encoded[iid] = encode_packet_png(padded[iid])
     sizes = {len(b) for b in encoded.values()}
     if len(sizes) != 1:  # pragma: no cover - guarded by the fixed-size encoder
         raise StudyError(f"packet images differ in byte size {sorted(sizes)}; blinding broken")
 
     total = len(assignments)
     for done, a in enumerate(assignments):
-        _write_packet(out_dir, config, a, encoded, session_dates)
+        _write_packet(out_dir, config, a, encoded, padded, session_dates)
         if progress is not None:
             progress(done + 1, total, f"{a.reader} session {a.session}")
     _write_manifest(out_dir, key)
@@ -349,6 +353,7 @@ def _write_packet(
     config: StudyConfig,
     a: SessionAssignment,
     encoded: dict[str, bytes],
+    padded: dict[str, np.ndarray],
     dates: dict[int, dt.date],
 ) -> None:
     folder = packet_dir(out_dir, a.reader, a.session)
@@ -364,6 +369,12 @@ def _write_packet(
     sheet_path = folder / sheet_name(a.reader, a.session)
     sheet_path.write_text(_sheet_csv(config, a, dates), encoding="utf-8")
     written += [html_path, sheet_path]
+    if config.pdf_packets:
+        pdf_path = folder / "packet.pdf"
+        pdf_path.write_bytes(
+            packet_pdf(config, a, dates, padded, sheet=sheet_name(a.reader, a.session))
+        )
+        written.append(pdf_path)
     # One modification time for every file of the packet: midnight UTC of its first day.
     stamp = dt.datetime.combine(dates[a.session], dt.time(0, 0), tzinfo=dt.UTC).timestamp()
     for path in written:

@@ -227,3 +227,34 @@ def test_key_readable_by_others_is_warned_and_broken_key_hides_the_secret(
     assert "secret_hex" in str(info.value)
     assert data["secret_hex"] not in str(info.value)
     assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+def _pdf_image_stream_lengths(data: bytes) -> list[int]:
+    """Stream length of every image XObject, resolving indirect /Length references."""
+    import re
+
+    lengths = []
+    for m in re.finditer(rb"/Subtype /Image[^>]*?/Length (\d+)( 0 R)?", data):
+        if m.group(2):
+            obj = re.search(rb"\n" + m.group(1) + rb" 0 obj\s*(\d+)\s*endobj", data)
+            assert obj is not None
+            lengths.append(int(obj.group(1)))
+        else:
+            lengths.append(int(m.group(1)))
+    return lengths
+
+
+def test_pdf_packets_are_deterministic_and_blind(make_study, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("medcrypt.study._create.new_secret", lambda: bytes(32))
+    made, _ = make_study(pdf_packets=True, readers=("alice", "bob"))
+    again, _ = make_study(pdf_packets=True, readers=("alice", "bob"))
+    pdfs = sorted(made.packets_dir.rglob("packet.pdf"))
+    assert len(pdfs) == 4
+    for pdf in pdfs:
+        data = pdf.read_bytes()
+        assert data.startswith(b"%PDF")
+        assert (again.packets_dir / pdf.relative_to(made.packets_dir)).read_bytes() == data
+        for marker in (b"CreationDate", b"ModDate", b"/ID", b"/FlateDecode"):
+            assert marker not in data, marker
+        lengths = _pdf_image_stream_lengths(data)
+        assert len(lengths) == 10 and len(set(lengths)) == 1, lengths
