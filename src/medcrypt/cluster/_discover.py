@@ -10,7 +10,8 @@ Layouts:
     ``<case>/image.nii.gz`` (or ``image.nii``, or a folder ``<case>/image/`` of DICOM files,
     any non-hidden file directly in it)
     and ``<case>/mask.nii.gz`` (or ``mask.nii``); labels from an optional ``labels.csv``
-    (``case_id,label``) at the root of the source.
+    (``case_id,label``, label a class name or index) at the root of the source. This is what
+    :func:`medcrypt.medical.write_phantom_archive` writes.
 
 The listing is streamed in key order and each case is written as soon as its folder is
 complete, so memory holds one case at a time (plus the case ids seen, to refuse duplicates).
@@ -274,6 +275,8 @@ def _read_labels(store: ObjectStore, class_names: Sequence[str] | None) -> dict[
             problems.append(f"line {line}: expected 2 values, got {len(values)}")
             continue
         case_id, label = (v.strip() for v in values)
+        if label.isdigit() and int(label) < len(class_names):
+            label = class_names[int(label)]  # a class index, as the phantom archive writes
         if case_id in labels:
             problems.append(f"line {line}: case_id {case_id!r} is listed twice")
         elif label and label not in class_names:

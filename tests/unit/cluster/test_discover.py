@@ -101,6 +101,29 @@ def test_case_folder_layout_with_dicom_series_and_labels(tmp_path: Path) -> None
     }
 
 
+@pytest.mark.timeout(120)
+def test_case_folder_layout_on_a_phantom_archive(tmp_path: Path) -> None:
+    from medcrypt.medical import CLASS_NAMES, write_phantom_archive
+
+    src = tmp_path / "phantoms"
+    write_phantom_archive(src, n_cases=4, seed=3, formats=("nifti", "dicom"), shape=(16, 16, 6))
+    out = tmp_path / "m.csv"
+    summary = discover(LocalStore(src), layout="case-folders", out=out)
+    assert (summary.cases, summary.skipped) == (4, 0)
+    rows = list(read_manifest(out, source=str(src)))
+    assert [r.case_id for r in rows] == [f"case_{i:04d}" for i in range(4)]
+    assert [r.label_index for r in rows] == [0, 1, 2, 3]  # the archive's labels: i % 5
+    assert [r.label for r in rows] == list(CLASS_NAMES[:4])
+    assert [r.image_is_series for r in rows] == [False, True, False, True]
+    for r in rows:
+        image = src / r.image
+        if r.image_is_series:
+            assert image.is_dir() and any(p.suffix == ".dcm" for p in image.iterdir())
+        else:
+            assert image.is_file() and image.name == "image.nii.gz"
+        assert (src / r.mask).is_file()
+
+
 def test_bad_labels_file_lists_every_problem(tmp_path: Path) -> None:
     src = tmp_path / "src"
     _touch(src, "c1/image.nii.gz", "c1/mask.nii.gz")
