@@ -17,6 +17,7 @@ from scipy import ndimage
 from medcrypt.errors import GridMismatchError, ImageFormatError
 from medcrypt.medical._nifti import NiftiSource, is_nifti_path
 from medcrypt.medical._orient import axcodes_of, display_geometry, spacing_of
+from medcrypt.medical._seg import is_dicom_seg, read_seg_labels
 from medcrypt.medical._select import Fallback, choose_slice, robust_window
 from medcrypt.medical._values import Slice, SliceChoice, Volume
 
@@ -205,45 +206,50 @@ def read_mask(
     case_id: str | None = None,
     reference: Volume | ImageSource | None = None,
 ) -> Volume:
-    """Read a NIfTI label mask (int32 labels); with ``reference``, put it on that grid.
+    """Read a label mask (int32), NIfTI or DICOM SEG; with ``reference``, put it on that grid.
+
+    DICOM SEG objects (highdicom) give segment numbers as labels.
 
     Raises:
         ImageFormatError: unreadable, not 3D, non-finite or fractional labels.
         GridMismatchError: the mask cannot be put on the reference grid.
     """
     p = Path(path)
-    if not is_nifti_path(p):
+    if is_nifti_path(p):
+        src = NiftiSource(p, case_id=case_id, role="mask")
+        labels, affine, meta = _mask_labels(src), src.affine, dict(src.meta)
+    elif p.is_file() and is_dicom_seg(p):
+        labels, affine, meta = read_seg_labels(p, case_id=case_id)
+    elif not p.exists():
+        raise ImageFormatError("mask file does not exist", case_id=case_id, uri=str(p))
+    else:
         raise ImageFormatError(
-            f"expected a NIfTI mask (.nii or .nii.gz), got {p.name!r}", case_id=case_id, uri=str(p)
-        )
-    src = NiftiSource(p, case_id=case_id, role="mask")
-    labels = _mask_labels(src)
-    affine = src.affine
-    if reference is not None:
-        if isinstance(reference, Volume):
-            ref_shape, ref_aff = reference.shape, reference.affine
-            ref_world = bool(reference.meta.get("world_space", True))
-        else:
-            ref_shape, ref_aff = reference.shape, reference.affine
-            ref_world = bool(reference.meta.get("world_space", True))
-        labels = align_mask(
-            labels,
-            affine,
-            ref_shape,
-            ref_aff,
-            mask_in_world=bool(src.meta["world_space"]),
-            image_in_world=ref_world,
+            f"expected a NIfTI mask (.nii or .nii.gz) or a DICOM SEG object, got {p.name!r}",
             case_id=case_id,
             uri=str(p),
         )
-        affine = np.asarray(ref_aff, dtype=np.float64)
+    resampled = False
+    if reference is not None:
+        ref_aff = np.asarray(reference.affine, dtype=np.float64)
+        aligned = align_mask(
+            labels,
+            affine,
+            reference.shape,
+            ref_aff,
+            mask_in_world=bool(meta["world_space"]),
+            image_in_world=bool(reference.meta.get("world_space", True)),
+            case_id=case_id,
+            uri=str(p),
+        )
+        resampled = aligned is not labels
+        labels, affine = aligned, ref_aff
     return Volume(
         array=labels,
         affine=affine,
         spacing=spacing_of(affine),
         axcodes=axcodes_of(affine),
         source=str(p),
-        meta={**src.meta, "resampled": reference is not None and labels.shape != src.shape},
+        meta={**meta, "resampled": resampled},
     )
 
 
