@@ -225,3 +225,26 @@ def test_credentials_are_never_logged(
     assert caplog.records  # something was logged at debug level
     assert secret not in caplog.text
     assert secret not in repr(store)
+
+
+def test_discover_and_manifest_over_s3(
+    moto_server: str, s3_bucket: str, s3_client: Any, brats_cases: list[Path]
+) -> None:
+    """The real BraTS files in S3: discover writes a manifest to S3, read_manifest reads it."""
+    from medcrypt.cluster import discover, read_manifest
+
+    for case in brats_cases:
+        for name in ("T1c_subtrMeanDivStd.nii.gz", "OTMultiClass.nii.gz"):
+            s3_client.upload_file(str(case / name), s3_bucket, f"brats/{case.name}/{name}")
+        s3_client.put_object(Bucket=s3_bucket, Key=f"brats/{case.name}/notes.txt", Body=b"x")
+    source = open_store(f"s3://{s3_bucket}/brats", endpoint_url=moto_server, page_size=2)
+    out = f"s3://{s3_bucket}/manifests/brats.csv"
+    summary = discover(source, layout="brats", out=out, endpoint_url=moto_server)
+    assert (summary.cases, summary.skipped) == (4, 0)
+    manifest = read_manifest(out, source=source.uri, endpoint_url=moto_server)
+    rows = list(manifest)
+    assert [r.case_id for r in rows] == [c.name for c in brats_cases]
+    for row, case in zip(rows, brats_cases, strict=True):
+        size = (case / "T1c_subtrMeanDivStd.nii.gz").stat().st_size
+        assert source.stat(row.image).size == size  # the key names the real object
+        assert row.mask == f"{case.name}/OTMultiClass.nii.gz"
