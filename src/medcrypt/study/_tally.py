@@ -14,7 +14,9 @@ Every statistic comes from a maintained library:
 - paired accuracy difference (protected - original) and the non-inferiority test:
   ``statsmodels.stats.weightstats.DescrStatsW`` on the per-case differences
   d = correct(protected) - correct(original): Wald (z) CI ``zconfint_mean`` and the one-sided
-  ``ztest_mean(value=-margin, alternative="larger")`` (H0: difference <= -margin);
+  ``ztest_mean(value=-margin, alternative="larger")`` (H0: difference <= -margin). The
+  one-sided test is run at level alpha/2, so "non-inferior" agrees with the usual rule that
+  the lower bound of the reported two-sided (1 - alpha) CI lies above -margin;
 - Fleiss' kappa across readers: ``statsmodels.stats.inter_rater.fleiss_kappa``;
 - Krippendorff's alpha (nominal) across readers: ``krippendorff.alpha``.
 
@@ -275,7 +277,8 @@ def _difference(
     )
     ni_method = (
         f"one-sided z test H0: difference <= -{margin:g} vs H1: difference > -{margin:g} "
-        "(statsmodels DescrStatsW.ztest_mean, alternative='larger'); value = p"
+        "(statsmodels DescrStatsW.ztest_mean, alternative='larger'); value = p; "
+        f"non-inferior when p < alpha/2 = {alpha / 2:g}"
     )
     n = len(correct_o)
     if n == 0:
@@ -300,7 +303,7 @@ def _difference(
     diff = Stat(value=mean, ci_low=_f(low), ci_high=_f(high), method=diff_method)
     ni = Stat(value=_f(p), statistic=_f(z), p_value=_f(p), method=ni_method)
     p_f = _f(p)
-    return diff, ni, (p_f < alpha) if p_f is not None else None
+    return diff, ni, (p_f < alpha / 2) if p_f is not None else None
 
 
 def _summary(

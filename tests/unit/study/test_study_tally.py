@@ -128,6 +128,11 @@ def test_statistics_match_the_libraries_on_a_mixed_table(make_study):  # type: i
     k = report.pooled.cohen_kappa
     assert k.ci_low < k.value < k.ci_high
     assert report.pooled.non_inferiority.p_value is not None
+    for g in [*report.per_reader, report.pooled]:
+        diff = g.accuracy_difference
+        if g.non_inferior is not None and diff.ci_low is not None:
+            # the decision agrees with the CI rule (lower bound above -margin)
+            assert g.non_inferior == (diff.ci_low > -cfg.non_inferiority_margin)
     assert report.pooled.bowker.df is not None
     # Markdown and JSON render everything
     text = json.dumps(report.model_dump(mode="json"), allow_nan=False)
@@ -149,3 +154,20 @@ def test_partial_answers_are_noted_and_single_reader_agreement_not_defined(make_
     assert report.across_readers.krippendorff_alpha["all"].not_defined == (
         "not defined because it needs at least two readers"
     )
+
+
+@pytest.mark.parametrize(("margin", "expected"), [(0.2, True), (0.01, False)])
+def test_non_inferiority_decision_follows_the_margin(make_study, margin, expected):  # type: ignore[no-untyped-def]
+    made, _ = make_study(non_inferiority_margin=margin)
+    key = load_key(made.key_path)
+    victims = {"case000"}  # alice and bob err on this protected image
+
+    def choose(reader: str, e) -> str:  # type: ignore[no-untyped-def]
+        if reader != "carol" and e.version == "protected" and e.case_id in victims:
+            return "chordoma" if e.truth != "chordoma" else "meningioma"
+        return e.truth
+
+    pooled = tally(key, _answers(key, choose)).pooled
+    assert pooled.accuracy_difference.value == pytest.approx(-2 / 30)
+    assert pooled.non_inferior is expected
+    assert (pooled.accuracy_difference.ci_low > -margin) is expected
