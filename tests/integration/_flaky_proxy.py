@@ -1,8 +1,9 @@
 """A small threaded HTTP reverse proxy that injects transient S3 failures.
 
 It sits on 127.0.0.1 in front of a real S3 endpoint (the moto server) and, per a
-:class:`FaultPlan`, answers some requests itself with ``503 SlowDown`` or
-``500 InternalError`` S3 error bodies, or resets the TCP connection; everything else is
+:class:`FaultPlan`, answers some requests itself with ``503 SlowDown``,
+``503 ServiceUnavailable`` or ``500 InternalError`` S3 error bodies (or ``403 AccessDenied``,
+to show what is *not* retried), or resets the TCP connection; everything else is
 forwarded unchanged. It counts what it injected so a test can prove faults really happened.
 """
 
@@ -20,12 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
 
-FaultKind = Literal["slowdown", "internal", "unavailable", "reset"]
+FaultKind = Literal["slowdown", "internal", "unavailable", "reset", "denied"]
 
 _ERRORS: dict[str, tuple[int, str, str]] = {
     "slowdown": (503, "SlowDown", "Please reduce your request rate."),
     "unavailable": (503, "ServiceUnavailable", "Service is unable to handle request."),
     "internal": (500, "InternalError", "We encountered an internal error. Please try again."),
+    "denied": (403, "AccessDenied", "Access Denied"),  # not transient: must not be retried
 }
 _HOP_BY_HOP = {
     "connection",

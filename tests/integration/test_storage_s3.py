@@ -15,6 +15,7 @@ from _flaky_proxy import FaultPlan, FlakyProxy
 from medcrypt.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
+    StorageAccessError,
     StorageError,
     TransientStorageError,
 )
@@ -164,10 +165,13 @@ def test_missing_objects_raise_not_found_with_the_uri(
         list(missing_bucket.list())
 
 
+@pytest.mark.parametrize("retry_mode", ["standard", "adaptive"])
 def test_transient_faults_are_retried_and_nothing_is_lost(
-    s3_bucket: str, flaky_proxy: FlakyProxy
+    s3_bucket: str, flaky_proxy: FlakyProxy, retry_mode: str
 ) -> None:
-    store = _store(s3_bucket, flaky_proxy.endpoint_url, max_attempts=5, page_size=3)
+    store = _store(
+        s3_bucket, flaky_proxy.endpoint_url, max_attempts=5, page_size=3, retry_mode=retry_mode
+    )
     payloads = {f"case{i}/encrypted.png": f"pixels of case {i}".encode() * 50 for i in range(6)}
     # every third request fails, cycling through SlowDown, InternalError and a TCP reset
     flaky_proxy.set_plan(FaultPlan(every=3, kinds=("slowdown", "internal", "reset")))
@@ -200,6 +204,26 @@ def test_exhausted_retries_raise_transient_storage_error(
     assert err.value.uri == f"s3://{s3_bucket}/archive/case1/image.nii.gz"
     if kind == "slowdown":
         assert "3 attempt" in str(err.value) and "SlowDown" in str(err.value)
+
+
+def test_refusals_are_not_retried(s3_bucket: str, flaky_proxy: FlakyProxy) -> None:
+    store = _store(s3_bucket, flaky_proxy.endpoint_url, max_attempts=5)
+    flaky_proxy.set_plan(FaultPlan(fail_first=1000, kinds=("denied",)))
+    with pytest.raises(StorageAccessError, match="AccessDenied") as err:
+        store.put("case1/record.json", b"{}")
+    assert flaky_proxy.injected["denied"] == 1  # one request, no retries
+    assert err.value.uri == f"s3://{s3_bucket}/archive/case1/record.json"
+
+
+def test_unreachable_endpoint_is_transient() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = _store("some-bucket", f"http://127.0.0.1:{port}", max_attempts=2, connect_timeout=2)
+    with pytest.raises(TransientStorageError, match="connection kept failing"):
+        store.get("k")
 
 
 def test_store_pickles_for_ray_workers(moto_server: str, s3_bucket: str) -> None:

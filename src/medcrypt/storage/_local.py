@@ -59,6 +59,14 @@ class LocalStore:
 
     def _translate(self, exc: OSError, *, operation: str, key: str) -> StorageError:
         uri = self._uri(key)
+        if operation == "put" and isinstance(
+            exc, NotADirectoryError | IsADirectoryError | FileExistsError
+        ):
+            return StorageError(
+                f"put: cannot create a file here: a folder or file is in the way ({exc.strerror})",
+                operation=operation,
+                uri=uri,
+            )
         if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError):
             return ObjectNotFoundError(
                 f"{operation}: expected a file at this path, found none ({exc.strerror})",

@@ -162,3 +162,11 @@ def test_permission_denied_is_an_access_error(store: LocalStore) -> None:
 def test_store_pickles(store: LocalStore) -> None:
     store.put("k", b"v")
     assert pickle.loads(pickle.dumps(store)).get("k") == b"v"
+
+
+def test_put_where_a_file_is_in_the_way(store: LocalStore) -> None:
+    store.put("case1", b"a file, not a folder")
+    with pytest.raises(StorageError, match="in the way") as err:
+        store.put("case1/record.json", b"{}")
+    assert type(err.value) is StorageError
+    assert err.value.uri == f"{store.uri}/case1/record.json"
