@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from medcrypt.errors import GridMismatchError, ImageFormatError
+from medcrypt.medical._dicom import DicomSource
 from medcrypt.medical._nifti import NiftiSource, is_nifti_path
 from medcrypt.medical._orient import axcodes_of, display_geometry, spacing_of
 from medcrypt.medical._seg import is_dicom_seg, read_seg_labels
@@ -59,16 +60,12 @@ def open_image(
     Only headers are read here. Raises :class:`ImageFormatError` (or a subclass).
     """
     if not isinstance(path, str | Path):
-        from medcrypt.medical._dicom import DicomSource
-
         return DicomSource(list(path), case_id=case_id)
     p = Path(path)
     if is_nifti_path(p):
         return NiftiSource(p, case_id=case_id, role=role)
     if not p.exists():
         raise ImageFormatError(f"{role} file or folder does not exist", case_id=case_id, uri=str(p))
-    from medcrypt.medical._dicom import DicomSource
-
     return DicomSource(p, case_id=case_id)
 
 

@@ -102,3 +102,17 @@ def test_grid_tolerance_and_nearest_neighbour_resampling() -> None:
     fine_aff[:3, 3] = affine[:3, 3] - np.array([0.2, 0.275, 0.0])
     back = align_mask(fine, fine_aff, mask.shape, affine)
     np.testing.assert_array_equal(back, mask)
+
+
+def test_robust_window_ignores_outliers_and_background() -> None:
+    from medcrypt.medical import foreground_mask, robust_window
+
+    plane = np.zeros((40, 40))
+    plane[5:35, 5:35] = np.linspace(100.0, 200.0, 900).reshape(30, 30)
+    plane[20, 20] = 1e6  # one hot pixel
+    assert foreground_mask(plane).sum() == 900
+    lo, hi = robust_window(plane)
+    assert 100.0 <= lo < 102.0
+    assert 198.0 < hi <= 200.0
+    constant = np.full((8, 8), 3.0)
+    assert robust_window(constant) == (3.0, 4.0)
