@@ -18,7 +18,7 @@ from medcrypt.cluster._config import (
     load_job_config,
 )
 from medcrypt.cluster._discover import LAYOUTS, DiscoverSummary, Layout, discover
-from medcrypt.cluster._job import JobInputs, prepare_job, run_job
+from medcrypt.cluster._job import JobInputs, PlanEntry, plan_job, prepare_job, run_job
 from medcrypt.cluster._manifest import (
     MANIFEST_COLUMNS,
     Manifest,
@@ -52,12 +52,14 @@ __all__ += [
     "CaseTimings",
     "JobInputs",
     "OutputObject",
+    "PlanEntry",
     "ProtectionMetrics",
     "QuarantineRecord",
     "RunSummary",
     "SliceInfo",
     "SourceObject",
     "StageTimings",
+    "plan_job",
     "prepare_job",
     "run_job",
 ]

@@ -68,7 +68,7 @@ def _write_archive(archive: Path, n_cases: int, n_dicom: int, seed: int) -> Path
     return manifest
 
 
-def _train(path: Path, seed: int, progress: ProgressCallback | None) -> float:
+def _train(path: Path, seed: int, progress: ProgressCallback | None, *, reuse: bool) -> float:
     from medcrypt.medical import CLASS_NAMES, make_phantom_slices
     from medcrypt.processing import (
         TrainSettings,
@@ -80,6 +80,10 @@ def _train(path: Path, seed: int, progress: ProgressCallback | None) -> float:
 
     images, labels = make_phantom_slices(40, size=_SHAPE[0], seed=seed)
     test_x, test_y = make_phantom_slices(10, size=_SHAPE[0], seed=seed + 1)
+    if reuse:
+        from medcrypt.processing import load_checkpoint
+
+        return evaluate_accuracy(load_checkpoint(path).model, test_x, test_y, device="cpu")
     model = build_model("resnet18", len(CLASS_NAMES), width=8)
     train_model(
         model,
@@ -115,9 +119,13 @@ def run_demo(
     secrets.chmod(0o700)
     if progress:
         progress(0, None, "writing phantom archive")
-    manifest = _write_archive(archive, n_cases, n_dicom, seed)
+    # a second demo run in the same folder reuses archive, model and key: the job then skips
+    # every case (idempotent rerun)
+    manifest = archive.parent / "manifest.csv"
+    if not manifest.exists():
+        manifest = _write_archive(archive, n_cases, n_dicom, seed)
     model_path = secrets / "model.pt"
-    acc = _train(model_path, seed, progress)
+    acc = _train(model_path, seed, progress, reuse=model_path.exists())
     key_path = secrets / "key.json"
     pgd = PGDSettings(eps=1.0, step=0.1, iters=20)
     if not key_path.exists():
@@ -131,7 +139,8 @@ def run_demo(
         key=str(key_path),
         model=str(model_path),
         pgd=pgd,
-        formats=["png", "nifti"],
+        formats=("png", "nifti"),
+        write_originals=True,  # so the demo's outputs can be compared side by side
         num_gpus=0,
         actor_cpus=1,
         min_actors=1,

@@ -52,9 +52,10 @@ logger = logging.getLogger(__name__)
 
 #: cases per block of the manifest dataset: small blocks keep the pipeline streaming
 _ROWS_PER_BLOCK = 2
-#: system-failure retries of CPU tasks (a node died); also keeps Ray from fusing fetch into
-#: the GPU actors, so IO overlaps compute instead of running inside the actor
-_TASK_RETRIES = 3
+#: memory a fetch / write task reserves (one decoded volume and its slice). Declaring it also
+#: keeps Ray from fusing the fetch tasks into the GPU actors, so IO overlaps compute instead of
+#: running inside the actors.
+_TASK_MEMORY = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -267,11 +268,6 @@ def _ray_session() -> Iterator[None]:
             ray.shutdown()
 
 
-def _cpu_task_args() -> dict[str, Any]:
-    """Remote args of the CPU stages (a function, so Ray never fuses them into the actors)."""
-    return {"max_retries": _TASK_RETRIES}
-
-
 def build_dataset(inputs: JobInputs, counter: Any, model_ref: Any, key_ref: Any) -> Any:
     """The lazy Ray Data pipeline (nothing runs until it is iterated)."""
     import ray
@@ -286,7 +282,7 @@ def build_dataset(inputs: JobInputs, counter: Any, model_ref: Any, key_ref: Any)
         batch_size=_ROWS_PER_BLOCK,
         batch_format="numpy",
         num_cpus=c.fetch_cpus,
-        ray_remote_args_fn=_cpu_task_args,
+        memory=_TASK_MEMORY,
     )
     ds = ds.map_batches(
         EncryptActor,
@@ -313,7 +309,7 @@ def build_dataset(inputs: JobInputs, counter: Any, model_ref: Any, key_ref: Any)
         batch_size=_ROWS_PER_BLOCK,
         batch_format="numpy",
         num_cpus=c.fetch_cpus,
-        ray_remote_args_fn=_cpu_task_args,
+        memory=_TASK_MEMORY,
     )
     return ds
 
