@@ -3,8 +3,10 @@
 It sits on 127.0.0.1 in front of a real S3 endpoint (the moto server) and, per a
 :class:`FaultPlan`, answers some requests itself with ``503 SlowDown``,
 ``503 ServiceUnavailable`` or ``500 InternalError`` S3 error bodies (or ``403 AccessDenied``,
-to show what is *not* retried), or resets the TCP connection; everything else is
-forwarded unchanged. It counts what it injected so a test can prove faults really happened.
+to show what is *not* retried), or resets the TCP connection: before forwarding
+(``reset``), or after forwarding, so that the request takes effect but its answer is lost
+(``lost_response``). Everything else is forwarded unchanged. It counts what it injected so
+a test can prove faults really happened.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
 
-FaultKind = Literal["slowdown", "internal", "unavailable", "reset", "denied"]
+FaultKind = Literal["slowdown", "internal", "unavailable", "reset", "denied", "lost_response"]
 
 _ERRORS: dict[str, tuple[int, str, str]] = {
     "slowdown": (503, "SlowDown", "Please reduce your request rate."),
@@ -66,7 +68,7 @@ class FaultPlan:
         if not self.kinds:
             raise ValueError("FaultPlan.kinds must name at least one fault kind")
         for kind in self.kinds:
-            if kind not in (*_ERRORS, "reset"):
+            if kind not in (*_ERRORS, "reset", "lost_response"):
                 raise ValueError(f"unknown fault kind {kind!r}")
         self._rng = random.Random(self.seed)
 
@@ -181,13 +183,13 @@ def _make_handler(proxy: FlakyProxy) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             body = self._read_body()
             kind = proxy._decide(self.command, self.path)
+            if kind == "lost_response":
+                # the request reaches S3 and takes effect, but its answer never arrives
+                self._forward(body, reply=False)
+                self._reset()
+                return
             if kind == "reset":
-                # RST instead of FIN: linger 0 then close, mid-conversation.
-                self.connection.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
-                self.close_connection = True
-                self.connection.close()
+                self._reset()
                 return
             if kind is not None:
                 status, code, message = _ERRORS[kind]
@@ -206,7 +208,13 @@ def _make_handler(proxy: FlakyProxy) -> type[BaseHTTPRequestHandler]:
                 return
             self._forward(body)
 
-        def _forward(self, body: bytes) -> None:
+        def _reset(self) -> None:
+            # RST instead of FIN: linger 0, then close mid-conversation.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+
+        def _forward(self, body: bytes, *, reply: bool = True) -> None:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             if body or self.command in ("PUT", "POST"):
                 headers["Content-Length"] = str(len(body))
@@ -223,6 +231,8 @@ def _make_handler(proxy: FlakyProxy) -> type[BaseHTTPRequestHandler]:
             finally:
                 conn.close()
             proxy._count_forward()
+            if not reply:
+                return
             self.send_response(resp.status, resp.reason)
             has_length = False
             for k, v in out_headers:

@@ -206,6 +206,25 @@ def test_exhausted_retries_raise_transient_storage_error(
         assert "3 attempt" in str(err.value) and "SlowDown" in str(err.value)
 
 
+def test_conditional_put_whose_answer_was_lost_is_not_a_conflict(
+    s3_bucket: str, flaky_proxy: FlakyProxy
+) -> None:
+    """The first PUT takes effect but its response is lost; botocore's retry then meets the
+    object it wrote itself (412). That is our write, not a second writer's."""
+    store = _store(s3_bucket, flaky_proxy.endpoint_url, max_attempts=4)
+    flaky_proxy.set_plan(FaultPlan(fail_first=1, kinds=("lost_response",), methods=["PUT"]))
+    info = store.put("case1/record.json", b'{"run": 1}', if_absent=True)
+    assert flaky_proxy.injected["lost_response"] == 1
+    assert flaky_proxy.forwarded >= 2  # the lost one and the retry both reached S3
+    assert store.get("case1/record.json") == b'{"run": 1}'
+    assert info.size == 10
+    # a real second writer (different bytes, same lost answer) is still refused
+    flaky_proxy.set_plan(FaultPlan(fail_first=1, kinds=("lost_response",), methods=["PUT"]))
+    with pytest.raises(ObjectExistsError):
+        store.put("case1/record.json", b'{"run": 2}', if_absent=True)
+    assert store.get("case1/record.json") == b'{"run": 1}'
+
+
 def test_refusals_are_not_retried(s3_bucket: str, flaky_proxy: FlakyProxy) -> None:
     store = _store(s3_bucket, flaky_proxy.endpoint_url, max_attempts=5)
     flaky_proxy.set_plan(FaultPlan(fail_first=1000, kinds=("denied",)))

@@ -11,6 +11,7 @@ Every boto3/botocore/s3transfer error is translated here into a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -336,9 +337,10 @@ class S3Store:
         full = self._full(key, "put")
         size = len(data)
         try:
-            if size < self.multipart_threshold:
-                extra = {"IfNoneMatch": "*"} if if_absent else {}
-                response = self.client.put_object(Bucket=self.bucket, Key=full, Body=data, **extra)
+            if size < self.multipart_threshold and if_absent:
+                info = self._put_small_if_absent(key, full, data)
+            elif size < self.multipart_threshold:
+                response = self.client.put_object(Bucket=self.bucket, Key=full, Body=data)
                 info = ObjectInfo(
                     key=key, size=size, etag=_etag(response.get("ETag")), mtime=_date(response)
                 )
@@ -355,6 +357,33 @@ class S3Store:
             raise self._translate(exc, operation="put", key=key) from exc
         logger.debug("put %s (%d bytes, if_absent=%s)", self._uri(key), size, if_absent)
         return info
+
+    def _put_small_if_absent(self, key: str, full: str, data: bytes) -> ObjectInfo:
+        """``PutObject`` with ``If-None-Match: *``, safe under botocore's retries.
+
+        If a first attempt reached S3 but its answer was lost (reset, timeout), botocore's
+        retry meets our own object and gets 412. That case is told apart from a real second
+        writer by comparing the stored object's ETag (the MD5 of a single-part upload without
+        KMS) with ours: equal means the object is the one this call wrote.
+        """
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=full, Body=data, IfNoneMatch="*"
+            )
+        except bce.ClientError as exc:
+            meta = exc.response.get("ResponseMetadata", {}) or {}
+            status = int(meta.get("HTTPStatusCode", 0) or 0)
+            if status != 412 or not meta.get("RetryAttempts"):
+                raise
+            ours = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            existing = self.stat(key)
+            if existing.etag != ours:
+                raise
+            logger.debug("put %s: a retried conditional write met its own object", full)
+            return existing
+        return ObjectInfo(
+            key=key, size=len(data), etag=_etag(response.get("ETag")), mtime=_date(response)
+        )
 
     def _put_multipart_if_absent(self, key: str, full: str, data: bytes) -> ObjectInfo:
         """Multipart upload whose completion carries ``If-None-Match: *``.
