@@ -147,6 +147,8 @@ def encode_dicom_slice(
     ds.InstanceNumber = 1
     cols_dir, rows_dir = slice_.affine[:3, 0], slice_.affine[:3, 1]
     ds.PatientOrientation = [_orientation_letter(cols_dir), _orientation_letter(rows_dir)]
+    # SC Image module: physical pixel size (row spacing, column spacing) so readers can measure
+    ds.PixelSpacing = [format_ds(np.linalg.norm(rows_dir)), format_ds(np.linalg.norm(cols_dir))]
     ds.ImageType = ["DERIVED", "SECONDARY"]
     ds.DerivationDescription = "protective adversarial perturbation (medcrypt)"
     ds.BurnedInAnnotation = "NO"

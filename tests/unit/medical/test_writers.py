@@ -111,6 +111,8 @@ def test_dicom_output_is_deidentified(tmp_path: Path) -> None:
     assert ds.SOPClassUID == pydicom.uid.SecondaryCaptureImageStorage
     assert ds.Modality == "MR"
     assert str(ds.PatientName) == "" and ds.PatientID == ""
+    assert [float(v) for v in ds.PixelSpacing] == pytest.approx([0.9, 0.9])
+    assert list(ds.PatientOrientation) == ["L", "P"]
     # pixels: rounded 16-bit codes, mapped back to source units by the rescale
     codes = ds.pixel_array.astype(np.float64)
     np.testing.assert_allclose(codes / 65535, s.array, atol=0.5 / 65535 + 1e-7)
