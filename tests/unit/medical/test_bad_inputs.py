@@ -78,6 +78,13 @@ def test_truncated_nii_gz(tmp_path: Path, which: str) -> None:
     _raises(ImageFormatError, image, mask, culprit, "truncated")
 
 
+@pytest.mark.parametrize("keep", [0, 40])
+def test_nii_gz_cut_inside_the_header(tmp_path: Path, keep: int) -> None:
+    image, mask = _case(tmp_path)
+    image.write_bytes(image.read_bytes()[:keep])
+    _raises(ImageFormatError, image, mask, image, "expected a NIfTI image")
+
+
 def test_truncated_uncompressed_nii(tmp_path: Path) -> None:
     image, mask = _case(tmp_path, gz=False)
     data = image.read_bytes()
