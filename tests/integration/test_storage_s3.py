@@ -225,6 +225,32 @@ def test_conditional_put_whose_answer_was_lost_is_not_a_conflict(
     assert store.get("case1/record.json") == b'{"run": 1}'
 
 
+def test_conditional_multipart_whose_completion_answer_was_lost(
+    s3_bucket: str, flaky_proxy: FlakyProxy
+) -> None:
+    """The completion takes effect but its answer is lost; the retried completion must not
+    turn into a failure. (moto 5.2 answers a repeated completion with 200 rather than 412, so
+    this checks the outcome, not S3Store's ETag comparison for the 412 case.)"""
+    data = random.Random(3).randbytes(6 * MiB)
+    store = _store(
+        s3_bucket,
+        flaky_proxy.endpoint_url,
+        max_attempts=4,
+        multipart_threshold=5 * MiB,
+        multipart_chunksize=5 * MiB,
+    )
+    # CompleteMultipartUpload is the POST carrying ?uploadId=
+    flaky_proxy.set_plan(
+        FaultPlan(
+            fail_first=1, kinds=("lost_response",), methods=["POST"], path_contains="uploadId="
+        )
+    )
+    info = store.put("big/cond.bin", data, if_absent=True)
+    assert flaky_proxy.injected["lost_response"] == 1
+    assert info.etag is not None and info.etag.endswith("-2")
+    assert store.get("big/cond.bin") == data
+
+
 def test_refusals_are_not_retried(s3_bucket: str, flaky_proxy: FlakyProxy) -> None:
     store = _store(s3_bucket, flaky_proxy.endpoint_url, max_attempts=5)
     flaky_proxy.set_plan(FaultPlan(fail_first=1000, kinds=("denied",)))
