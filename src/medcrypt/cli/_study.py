@@ -42,9 +42,10 @@ def study() -> None:
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--archive",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Archive job dest prefix (<case>/encrypted.png, _originals/<case>/original.png).",
+    help="Archive job dest prefix, a folder or s3://bucket/prefix "
+    "(<case>/encrypted.png, <case>/record.json, _originals/<case>/original.png).",
 )
+@click.option("--endpoint-url", help="S3-compatible endpoint for an s3:// --archive.")
 @click.option(
     "--originals",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -75,7 +76,8 @@ def study() -> None:
 def create(
     config: Path,
     out: Path,
-    archive: Path | None,
+    archive: str | None,
+    endpoint_url: str | None,
     originals: Path | None,
     protected: Path | None,
     labels: Path | None,
@@ -104,7 +106,9 @@ def create(
     if archive is not None and (originals or protected):
         raise ConfigError("give either --archive or --originals/--protected, not both")
     if archive is not None:
-        cases = cases_from_archive(archive, cfg.classes, labels_csv=labels)
+        cases = cases_from_archive(
+            archive, cfg.classes, labels_csv=labels, endpoint_url=endpoint_url
+        )
     elif originals is not None and protected is not None:
         if labels is None:
             raise ConfigError("--labels is required with --originals/--protected", field="labels")

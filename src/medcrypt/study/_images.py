@@ -18,33 +18,38 @@ from PIL import Image
 
 from medcrypt.errors import ImageFormatError, StudyError
 
-__all__ = ["encode_packet_png", "pad_to", "read_slice_png"]
+__all__ = ["decode_slice", "encode_packet_png", "pad_to", "read_slice_png"]
 
 _LEVELS = 65535
 
 
-def read_slice_png(path: Path, *, case_id: str) -> np.ndarray:
-    """Decode one source slice (16-bit PNG) to float32 (H, W) in [0, 1]."""
+def decode_slice(data: bytes, *, case_id: str, uri: str) -> np.ndarray:
+    """Decode one source slice (16-bit PNG bytes) to float32 (H, W) in [0, 1]."""
     from medcrypt.medical import decode_png16
 
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise StudyError(f"cannot read slice: {exc}", case_id=case_id, uri=str(path)) from exc
     try:
         array = decode_png16(data)
     except ImageFormatError as exc:
         raise StudyError(
-            f"not a usable slice PNG: {exc.message}", case_id=case_id, uri=str(path)
+            f"not a usable slice PNG: {exc.message}", case_id=case_id, uri=uri
         ) from exc
     array = np.asarray(array, dtype=np.float32)
     if array.ndim != 2:
         raise StudyError(
             f"expected a 2D greyscale slice, got an array of shape {array.shape}",
             case_id=case_id,
-            uri=str(path),
+            uri=uri,
         )
     return array
+
+
+def read_slice_png(path: Path, *, case_id: str) -> np.ndarray:
+    """Read and decode one source slice file (see :func:`decode_slice`)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise StudyError(f"cannot read slice: {exc}", case_id=case_id, uri=str(path)) from exc
+    return decode_slice(data, case_id=case_id, uri=str(path))
 
 
 def pad_to(array01: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Where the study's cases come from: an archive job's dest prefix, or two folders.
 
-Archive dest prefix (local folder)::
+Archive dest prefix (a local folder or ``s3://bucket/prefix``, read through
+:func:`medcrypt.storage.open_store`)::
 
     <prefix>/<case>/encrypted.png           the protected slice
     <prefix>/<case>/record.json             carries the case label
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from medcrypt.errors import StudyError
-from medcrypt.study._images import read_slice_png
+from medcrypt.study._images import decode_slice
 
 __all__ = ["StudyCase", "cases_from_archive", "cases_from_folders", "read_labels_csv"]
 
@@ -101,12 +102,17 @@ def read_labels_csv(path: Path, classes: Sequence[str]) -> dict[str, str]:
     return labels
 
 
-def _load_pair(
-    case_id: str, original: Path, protected: Path, label: str, problems: list[str]
+def _pair(
+    case_id: str,
+    original: tuple[bytes, str],
+    protected: tuple[bytes, str],
+    label: str,
+    problems: list[str],
 ) -> StudyCase | None:
+    """Decode both versions ((bytes, where) each); record any problem and return None."""
     try:
-        a = read_slice_png(original, case_id=case_id)
-        b = read_slice_png(protected, case_id=case_id)
+        a = decode_slice(original[0], case_id=case_id, uri=original[1])
+        b = decode_slice(protected[0], case_id=case_id, uri=protected[1])
     except StudyError as exc:
         problems.append(str(exc))
         return None
@@ -120,56 +126,89 @@ def _load_pair(
 
 
 def cases_from_archive(
-    prefix: Path, classes: Sequence[str], *, labels_csv: Path | None = None
+    prefix: str | Path,
+    classes: Sequence[str],
+    *,
+    labels_csv: Path | None = None,
+    endpoint_url: str | None = None,
 ) -> list[StudyCase]:
-    """Both versions and the label of every case in an archive job's dest prefix."""
-    prefix = Path(prefix)
-    if not prefix.is_dir():
-        raise StudyError("archive dest prefix is not a folder", uri=str(prefix))
+    """Both versions and the label of every case in an archive job's dest prefix.
+
+    ``prefix`` is a local folder or an ``s3://bucket/prefix`` URI, read through
+    :func:`medcrypt.storage.open_store` (``endpoint_url`` for S3-compatible servers).
+    """
+    from medcrypt.errors import StorageError
+    from medcrypt.storage import is_s3_uri, open_store
+
+    uri = str(prefix)
+    if not is_s3_uri(uri) and not Path(uri).is_dir():
+        raise StudyError("archive dest prefix is not a folder", uri=uri)
     overrides = read_labels_csv(labels_csv, classes) if labels_csv is not None else {}
-    case_dirs = sorted(
-        p for p in prefix.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
+    try:
+        store = open_store(uri, endpoint_url=endpoint_url)
+        keys = {info.key for info in store.list()}
+    except StorageError as exc:
+        raise StudyError(f"cannot list the archive: {exc}", uri=uri) from exc
+    case_ids = sorted(
+        {k.split("/", 1)[0] for k in keys if "/" in k and not k.startswith(("_", "."))}
     )
     problems: list[str] = []
     cases: list[StudyCase] = []
-    for case_dir in case_dirs:
-        case_id = case_dir.name
-        protected = case_dir / "encrypted.png"
-        original = prefix / "_originals" / case_id / "original.png"
-        if not protected.is_file():
-            problems.append(f"case {case_id!r}: no {protected} (only PNG archives can be read)")
+
+    def get(key: str, case_id: str) -> bytes | None:
+        try:
+            return store.get(key)
+        except StorageError as exc:
+            problems.append(f"case {case_id!r}: cannot read {key}: {exc}")
+            return None
+
+    for case_id in case_ids:
+        protected_key = f"{case_id}/encrypted.png"
+        original_key = f"_originals/{case_id}/original.png"
+        record_key = f"{case_id}/record.json"
+        if protected_key not in keys:
+            problems.append(f"case {case_id!r}: no {protected_key} (only PNG archives can be read)")
             continue
-        if not original.is_file():
+        if original_key not in keys:
             problems.append(
-                f"case {case_id!r}: no original at {original} (run the archive job with "
+                f"case {case_id!r}: no original at {original_key} (run the archive job with "
                 "originals kept)"
             )
             continue
-        label = overrides.get(case_id) or _record_label(case_dir / "record.json", classes, problems)
+        label = overrides.get(case_id)
+        if label is None:
+            if record_key not in keys:
+                problems.append(f"case {case_id!r}: no record.json and no label in a labels CSV")
+                continue
+            record = get(record_key, case_id)
+            if record is None:
+                continue
+            label = _record_label(case_id, record, classes, problems)
         if label is None:
             continue
-        pair = _load_pair(case_id, original, protected, label, problems)
+        data_o, data_p = get(original_key, case_id), get(protected_key, case_id)
+        if data_o is None or data_p is None:
+            continue
+        pair = _pair(case_id, (data_o, original_key), (data_p, protected_key), label, problems)
         if pair is not None:
             cases.append(pair)
-    if not case_dirs:
+    if not case_ids:
         problems.append("no case folders found")
     if problems:
         raise StudyError(
             f"{len(problems)} problem(s) reading the archive:\n  " + "\n  ".join(problems),
-            uri=str(prefix),
+            uri=uri,
         )
-    logger.info("read %d cases from archive %s", len(cases), prefix)
+    logger.info("read %d cases from archive %s", len(cases), uri)
     return cases
 
 
-def _record_label(path: Path, classes: Sequence[str], problems: list[str]) -> str | None:
-    case_id = path.parent.name
+def _record_label(
+    case_id: str, data: bytes, classes: Sequence[str], problems: list[str]
+) -> str | None:
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        problems.append(f"case {case_id!r}: no record.json and no label in a labels CSV")
-        return None
-    except (OSError, json.JSONDecodeError) as exc:
+        record = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         problems.append(f"case {case_id!r}: unreadable record.json: {exc}")
         return None
     if not isinstance(record, dict):
@@ -221,8 +260,14 @@ def cases_from_folders(
     for cid in both:
         if cid not in labels:
             continue
-        pair = _load_pair(
-            cid, originals / f"{cid}.png", protected / f"{cid}.png", labels[cid], problems
+        paths = (originals / f"{cid}.png", protected / f"{cid}.png")
+        try:
+            blobs = [p.read_bytes() for p in paths]
+        except OSError as exc:
+            problems.append(f"case {cid!r}: cannot read slice: {exc}")
+            continue
+        pair = _pair(
+            cid, (blobs[0], str(paths[0])), (blobs[1], str(paths[1])), labels[cid], problems
         )
         if pair is not None:
             cases.append(pair)

@@ -177,3 +177,61 @@ def test_encode_helper_is_used_for_sources(tmp_path: Path) -> None:
     img = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
     p.write_bytes(encode_png16(img))
     np.testing.assert_allclose(read_slice_png(p, case_id="x"), img, atol=0.5 / 65535)
+
+
+def test_cli_create_from_a_local_archive_prefix(tmp_path: Path, phantoms) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from medcrypt.cli import main
+
+    prefix = _archive(tmp_path, phantoms)
+    config = tmp_path / "s.yaml"
+    config.write_text(
+        "classes: [meningioma, chordoma, schwannoma, pituitary_adenoma, craniopharyngioma]\n"
+        "readers: [r1]\nseed: 1\n"
+    )
+    res = CliRunner().invoke(
+        main, ["-q", "study", "create", str(config), str(tmp_path / "s"), "--archive", str(prefix)]
+    )
+    assert res.exit_code == 0, res.output
+    key = load_key(tmp_path / "s" / "unblinding" / "key.json")
+    assert key.cases() == phantoms.truth
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_archive_prefix_on_a_real_s3_endpoint(tmp_path: Path, phantoms, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The same archive read over HTTP from moto's S3 server through medcrypt.storage."""
+    import logging
+
+    boto3 = pytest.importorskip("boto3")
+    server_mod = pytest.importorskip("moto.server")
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }.items():
+        monkeypatch.setenv(name, value)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="dest")
+        prefix = _archive(tmp_path, phantoms)
+        for path in sorted(p for p in prefix.rglob("*") if p.is_file()):
+            s3.put_object(
+                Bucket="dest", Key=f"run1/{path.relative_to(prefix)}", Body=path.read_bytes()
+            )
+        cases = cases_from_archive("s3://dest/run1", CLASS_NAMES, endpoint_url=endpoint)
+    finally:
+        server.stop()
+    assert {c.case_id: c.label for c in cases} == phantoms.truth
+    local = {c.case_id: c for c in cases_from_archive(prefix, CLASS_NAMES)}
+    for c in cases:
+        np.testing.assert_array_equal(c.protected, local[c.case_id].protected)
