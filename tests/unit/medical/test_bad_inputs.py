@@ -221,3 +221,13 @@ def test_dicom_without_pixel_data(tmp_path: Path) -> None:
     _raises(ImageFormatError, folder, mask, files[4], "without pixel data")
     # a single object given directly
     _raises(ImageFormatError, files[4], mask, files[4], "without pixel data")
+
+
+def test_two_acquisitions_under_one_series_uid(tmp_path: Path) -> None:
+    folder, mask, files = _dicom_case(tmp_path)
+    ds = pydicom.dcmread(files[3])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=["echo-2"])
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.EchoNumbers = 2
+    ds.save_as(folder / "echo2.dcm")
+    _raises(DicomSeriesError, folder, mask, folder, "repeated or unordered positions")
