@@ -98,6 +98,9 @@ def _check_left_out(
 class DicomSource:
     """A DICOM series (folder, one file, or list of files): geometry now, pixels on demand.
 
+    Missing slices are found as gaps between slice positions; a slice missing at either end
+    of a series cannot be told from a shorter series and goes unnoticed.
+
     Raises:
         ImageFormatError: unreadable or non-image DICOM, no geometry, multi-frame.
         DicomSeriesError: mixed series, missing slices, inconsistent spacing or grids.
