@@ -190,9 +190,7 @@ def create_study(
         images=images,
         assignments=assignments,
     )
-    # The key first: a study without its key is useless, and save_key refuses to overwrite.
-    save_key(key, key_path)
-
+    # Encode every image before anything is written, so a bad image leaves nothing behind.
     encoded: dict[str, bytes] = {}
     padded: dict[str, np.ndarray] = {}
     for case in cases:
@@ -204,6 +202,8 @@ def create_study(
     sizes = {len(b) for b in encoded.values()}
     if len(sizes) != 1:  # pragma: no cover - guarded by the fixed-size encoder
         raise StudyError(f"packet images differ in byte size {sorted(sizes)}; blinding broken")
+    # Then the key: packets without their key are useless; save_key refuses to overwrite.
+    save_key(key, key_path)
 
     total = len(assignments)
     for done, a in enumerate(assignments):
@@ -240,6 +240,8 @@ def _check_inputs(
         seen.add(c.case_id)
         if c.label not in config.classes:
             problems.append(f"case {c.case_id!r}: label {c.label!r} not in {list(config.classes)}")
+        if not (np.all(np.isfinite(c.original)) and np.all(np.isfinite(c.protected))):
+            problems.append(f"case {c.case_id!r}: image holds NaN or infinite values")
         if c.original.shape != c.protected.shape or c.original.ndim != 2:
             problems.append(
                 f"case {c.case_id!r}: versions must be 2D and the same shape, got "

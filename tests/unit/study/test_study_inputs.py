@@ -164,9 +164,17 @@ def test_create_refuses_to_overwrite_a_study_or_put_the_key_in_packets(
         create_study(cfg, cases, tmp_path / "s")
     with pytest.raises(StudyError, match="must not be inside the packets folder"):
         create_study(cfg, cases, tmp_path / "t", key_path=tmp_path / "t" / "packets" / "k.json")
-    bad = [StudyCase("x", "glioma", cases[0].original, cases[0].protected)]
-    with pytest.raises(StudyError, match="label 'glioma' not in"):
+    nan = cases[0].protected.copy()
+    nan[0, 0] = np.nan
+    bad = [
+        StudyCase("x", "glioma", cases[0].original, cases[0].protected),
+        StudyCase("y", "chordoma", cases[0].original, nan),
+    ]
+    with pytest.raises(StudyError) as info:
         create_study(cfg, bad, tmp_path / "u")
+    assert "case 'x': label 'glioma' not in" in str(info.value)
+    assert "case 'y': image holds NaN or infinite values" in str(info.value)
+    assert not (tmp_path / "u").exists(), "a refused study must leave nothing behind"
 
 
 def test_encode_helper_is_used_for_sources(tmp_path: Path) -> None:
