@@ -32,7 +32,6 @@ def test_cli_create_ingest_tally(tmp_path: Path, phantoms, helpers) -> None:  # 
             "--protected", str(phantoms.protected),
             "--labels", str(phantoms.labels),
             "--readers", "ann,ben,cat",
-            "--pdf",
         ],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -40,7 +39,7 @@ def test_cli_create_ingest_tally(tmp_path: Path, phantoms, helpers) -> None:  # 
     key_path = out / "unblinding" / "key.json"
     key = load_key(key_path)
     assert key.config.readers == ("ann", "ben", "cat")
-    assert (out / "packets" / "cat" / "session-2" / "packet.pdf").is_file()
+    assert not (out / "packets" / "cat" / "session-2" / "packet.pdf").exists()
 
     sheets = []
     for a in key.assignments:

@@ -199,11 +199,22 @@ def test_cli_create_from_a_local_archive_prefix(tmp_path: Path, phantoms) -> Non
         "readers: [r1]\nseed: 1\n"
     )
     res = CliRunner().invoke(
-        main, ["-q", "study", "create", str(config), str(tmp_path / "s"), "--archive", str(prefix)]
+        main,
+        [
+            "-q",
+            "study",
+            "create",
+            str(config),
+            str(tmp_path / "s"),
+            "--archive",
+            str(prefix),
+            "--pdf",
+        ],
     )
     assert res.exit_code == 0, res.output
     key = load_key(tmp_path / "s" / "unblinding" / "key.json")
     assert key.cases() == phantoms.truth
+    assert (tmp_path / "s" / "packets" / "r1" / "session-2" / "packet.pdf").is_file()
 
 
 @pytest.mark.integration
