@@ -23,7 +23,13 @@ from medcrypt.processing._metrics import (
     targeted_success_rate,
 )
 from medcrypt.processing._models import ARCHITECTURES, Classifier, Normalisation, build_model
-from medcrypt.processing._pgd import PGDOutput, enforce_budget, project_l2, targeted_pgd_l2
+from medcrypt.processing._pgd import (
+    PGDOutput,
+    enforce_budget,
+    prepare_for_pgd,
+    project_l2,
+    targeted_pgd_l2,
+)
 from medcrypt.processing._quantise import dequantise, quantise
 from medcrypt.processing._settings import PGDSettings, resolve_device
 from medcrypt.processing._training import (
@@ -59,6 +65,7 @@ __all__ = [
     "linf",
     "load_checkpoint",
     "predict",
+    "prepare_for_pgd",
     "project_l2",
     "psnr",
     "quantise",

@@ -13,7 +13,7 @@ from torch import nn
 from medcrypt.errors import EncryptionKeyError, ImageFormatError, ModelError
 from medcrypt.processing._combiners import combine
 from medcrypt.processing._keys import EncryptionKey
-from medcrypt.processing._pgd import resolve_precision, targeted_pgd_l2
+from medcrypt.processing._pgd import prepare_for_pgd, targeted_pgd_l2
 from medcrypt.processing._settings import PGDSettings, resolve_device
 from medcrypt.processing._training import predict
 
@@ -62,7 +62,7 @@ class Encryptor:
 
     Args:
         model: the base classifier over [0, 1] images (e.g. ``load_checkpoint(...).model``).
-            It is moved to ``device`` (and to channels_last when that is selected).
+            The Encryptor works on a private copy (:func:`prepare_for_pgd`).
         key: the secret key; its class count must match the model's outputs.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         settings: PGD settings overriding the key's (``key.pgd`` when None).
@@ -89,11 +89,9 @@ class Encryptor:
                 f"{self.in_channels}"
             )
         key.check_model(_model_classes(model, self.in_channels))
-        _, channels_last = resolve_precision(self.settings, self.device)
-        self.model = model.to(self.device)
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.model.eval()
+        # a private inference copy (batch norm folded, on device, channels_last if selected):
+        # the caller's model is left as it was
+        self.model = prepare_for_pgd(model, self.settings, self.device)
 
     def _batch(self, images: np.ndarray) -> np.ndarray:
         arr = np.asarray(images)

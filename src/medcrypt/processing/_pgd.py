@@ -9,7 +9,9 @@ stop requiring gradients for the duration; both are restored afterwards.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ __all__ = [
     "PGDOutput",
     "enforce_budget",
     "frozen_eval",
+    "prepare_for_pgd",
     "project_l2",
     "resolve_precision",
     "targeted_pgd_l2",
@@ -87,6 +90,35 @@ def resolve_precision(settings: PGDSettings, device: torch.device) -> tuple[bool
         bf16 = cuda and torch.cuda.is_bf16_supported()
     channels_last = cuda if settings.channels_last is None else settings.channels_last
     return bf16, channels_last
+
+
+def prepare_for_pgd(
+    model: nn.Module, settings: PGDSettings | None = None, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """An inference copy of ``model`` for PGD: eval mode, batch norms folded, on ``device``.
+
+    Every BatchNorm that follows a convolution is folded into it (torch.fx), which computes
+    the same function in eval mode with fewer passes over memory; the copy is moved to
+    ``device`` and to channels_last when ``settings`` select it. The caller's model is not
+    modified. Models fx cannot trace are copied unfused.
+    """
+    dev = torch.device(device)
+    prepared = copy.deepcopy(model).eval()
+    try:
+        with warnings.catch_warnings():  # the fx helpers import deprecated torch.jit bits
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torch.fx.experimental.optimization import fuse
+
+        prepared = fuse(prepared, inplace=True)
+    except Exception as exc:  # tracing is best effort: any failure leaves the plain copy
+        logger.debug("conv/batch-norm folding skipped (%s: %s)", type(exc).__name__, exc)
+    prepared = prepared.to(dev)
+    _, channels_last = resolve_precision(settings or PGDSettings(), dev)
+    if channels_last:
+        prepared = prepared.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    for p in prepared.parameters():
+        p.requires_grad_(False)
+    return prepared
 
 
 @contextlib.contextmanager

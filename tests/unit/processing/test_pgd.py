@@ -114,3 +114,25 @@ def test_cuda_bf16_channels_last_reaches_targets(trained, blobs_test) -> None:  
         rate = (model(out.images).argmax(1) == t).float().mean().item()
     assert rate >= 0.8
     assert ((out.images - x).flatten(1).norm(dim=1) <= 1.0 + 1e-4).all()
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "preact_resnet18", "vgg11"])
+def test_prepared_copy_computes_the_same_function(arch: str) -> None:
+    from medcrypt.processing import Normalisation, prepare_for_pgd
+
+    model = build_model(arch, 3, width=8, seed=1).train()
+    model.set_normalisation(Normalisation(mean=(0.3,), std=(0.2,)))
+    gen = torch.Generator().manual_seed(0)
+    for mod in model.modules():  # non-trivial batch-norm statistics to fold
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5, generator=gen)
+            mod.running_var.uniform_(0.5, 2.0, generator=gen)
+    prepared = prepare_for_pgd(model, PGDSettings(channels_last=True))
+    x = torch.rand(4, 1, 32, 32, generator=gen)
+    assert model.training  # the caller's model is untouched
+    assert all(p.requires_grad for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(x), prepared(x), atol=1e-5)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
+    assert n_bn < sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
