@@ -69,8 +69,13 @@ def imrmc_files(key: UnblindingKey, answers: Sequence[AnswerRecord]) -> dict[str
         for a in answers
     )
     files: dict[str, str] = {}
+    skipped: list[str] = []
     for cls in key.config.classes:
         n1 = sum(1 for c in cases if truth[c] == cls)
+        if n1 in (0, len(cases)):
+            # iMRMC needs signal-present and signal-absent cases; this class has only one kind.
+            skipped.append(f"{cls} (N1 = {n1} of {len(cases)} cases)")
+            continue
         out = io.StringIO()
         out.write(
             f"medcrypt reader study {key.config.name}: one-vs-rest for class {cls}\n"
@@ -92,7 +97,27 @@ def imrmc_files(key: UnblindingKey, answers: Sequence[AnswerRecord]) -> dict[str
     writer.writerows(["case", n, c] for c, n in c_num.items())
     writer.writerows([["modality", 1, "original"], ["modality", 2, "protected"]])
     files["ids.csv"] = ids.getvalue()
+    files["README.txt"] = _IMRMC_README + (
+        "\nNo file for these classes (iMRMC needs cases with and without the class):\n"
+        + "".join(f"  {s}\n" for s in skipped)
+        if skipped
+        else ""
+    )
     return files
+
+
+_IMRMC_README = """iMRMC input files written by medcrypt study tally (unblinded: keep with the key).
+
+One file per diagnosis class, <class>.imrmc, for a one-vs-rest binary task:
+  - free-text description lines, then N0 (cases without the class), N1 (cases with it),
+    NR (readers) and NM (modalities = 2), then the line "BEGIN DATA:";
+  - truth rows:   -1,<case>,0,<1 if the ground truth is this class else 0>
+  - reader rows:  <reader>,<case>,<modality>,<1 if the reader gave this diagnosis else 0>
+    with modality 1 = original image, 2 = protected image.
+Reader and case numbers are listed in ids.csv. Scores are binary (0/1), so the AUC that
+iMRMC reports per modality is the mean of sensitivity and specificity for that class; the
+modality comparison (1 vs 2) is the question of the study.
+"""
 
 
 def draw_figure6(report: TallyReport, path: Path) -> None:
@@ -202,6 +227,16 @@ def render_markdown(report: TallyReport) -> str:
         ]
         lines += [f"| {k} | {v} |" for k, v in _summary_rows(g)]
         lines.append("")
+    short = [c[:12] for c in report.classes]
+    lines += [
+        "## Pooled diagnoses: original (rows) vs protected (columns)",
+        "",
+        "| original \\ protected | " + " | ".join(short) + " |",
+        "|---|" + "---|" * len(short),
+    ]
+    for name, row in zip(short, report.pooled.confusion, strict=True):
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    lines.append("")
     a = report.across_readers
     lines += [
         f"## Agreement across readers ({a.n_readers} readers)",

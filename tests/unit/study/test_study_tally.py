@@ -171,3 +171,24 @@ def test_non_inferiority_decision_follows_the_margin(make_study, margin, expecte
     assert pooled.accuracy_difference.value == pytest.approx(-2 / 30)
     assert pooled.non_inferior is expected
     assert (pooled.accuracy_difference.ci_low > -margin) is expected
+
+
+def test_imrmc_export_skips_classes_without_cases(make_study, tmp_path):  # type: ignore[no-untyped-def]
+    from medcrypt.medical import CLASS_NAMES
+
+    made, _ = make_study(classes=(*CLASS_NAMES, "glioma"))
+    key = load_key(made.key_path)
+    answers = _answers(key, lambda r, e: e.truth)
+    paths = write_report(tally(key, answers), key, answers, tmp_path / "r")
+    assert "imrmc/glioma.imrmc" not in paths
+    assert "glioma (N1 = 0 of 10 cases)" in paths["imrmc/README.txt"].read_text()
+    text = paths["imrmc/schwannoma.imrmc"].read_text()
+    header, body = text.split("BEGIN DATA:\n")
+    assert "N0: 8\nN1: 2\nNR: 3\nNM: 2" in header
+    rows = [r.split(",") for r in body.strip().splitlines()]
+    # perfect readers: each reader row's score equals its case's truth row
+    truth = {r[1]: r[3] for r in rows if r[0] == "-1"}
+    assert all(r[3] == truth[r[1]] for r in rows if r[0] != "-1")
+    assert len(rows) == 10 + 60
+    md = paths["markdown"].read_text()
+    assert "| original \\ protected |" in md
