@@ -61,7 +61,13 @@ def study() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="CSV case_id,label (required with two folders; overrides record.json labels).",
 )
-@click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), help=_KEY_HELP)
+@click.option(
+    "--key",
+    "key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the unblinding key (default: OUT/unblinding/key.json); keep it "
+    "away from the packets.",
+)
 @click.option("--classes", help="Comma-separated closed list of diagnoses (overrides config).")
 @click.option("--readers", help="Comma-separated reader names (overrides config).")
 @click.option("--design", type=click.Choice(["paper", "counterbalanced"]), help="Study design.")
