@@ -137,7 +137,7 @@ class Encryptor:
         targets = [self.key.targets[int(c)] for c in y]
         rows = np.concatenate([np.full(len(t), i) for i, t in enumerate(targets)])
         flat_targets = np.concatenate([np.asarray(t, dtype=np.int64) for t in targets])
-        x0 = torch.from_numpy(arr).unsqueeze(1).to(self.device)  # (B, 1, H, W)
+        x0 = torch.tensor(arr).unsqueeze(1).to(self.device)  # (B, 1, H, W)
         out = targeted_pgd_l2(
             self.model,
             x0[torch.from_numpy(rows).to(self.device)],

@@ -186,6 +186,44 @@ class EncryptionKey(StrictModel):
         except ValidationError as exc:
             raise EncryptionKeyError(_describe(exc, "generated key")) from None
 
+    @classmethod
+    def from_targets(
+        cls,
+        class_names: Sequence[str],
+        targets: Sequence[Sequence[int]],
+        *,
+        combiner: str,
+        seed: int,
+        allow_fixed_points: bool = False,
+        pgd: PGDSettings | None = None,
+        secret: str | None = None,
+    ) -> EncryptionKey:
+        """A key with a chosen correspondence (e.g. the paper's 0->(1,3), 1->(2,4), ...).
+
+        Combiner parameters are drawn from ``seed``; validation as in :meth:`load`.
+
+        Raises:
+            EncryptionKeyError: targets out of range, repeated, fixed points, wrong counts.
+        """
+        names = tuple(str(c) for c in class_names)
+        rng = np.random.default_rng(seed)
+        try:
+            params = tuple(random_params(combiner, len(t), rng) for t in targets)
+            return cls(
+                class_names=names,
+                targets=tuple(tuple(int(v) for v in t) for t in targets),
+                combiner=combiner,  # type: ignore[arg-type]
+                combiner_params=params,
+                pgd=pgd or PGDSettings(),
+                seed=seed,
+                allow_fixed_points=allow_fixed_points,
+                secret=SecretStr(secret if secret is not None else _secrets.token_hex(32)),
+            )
+        except ValidationError as exc:
+            raise EncryptionKeyError(_describe(exc, "given targets")) from None
+        except ValueError as exc:
+            raise EncryptionKeyError(f"given targets: {exc}") from None
+
     # -- identity -----------------------------------------------------------------------------
 
     def _public_json(self) -> bytes:

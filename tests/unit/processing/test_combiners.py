@@ -6,7 +6,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medcrypt.processing import COMBINERS, combine, enforce_budget, random_params, validate_combiner
+from medcrypt.processing import (
+    COMBINERS,
+    combine,
+    enforce_budget,
+    l2,
+    quantise,
+    random_params,
+    validate_combiner,
+)
 from medcrypt.processing._combiners import default_target_count
 
 
@@ -43,6 +51,11 @@ def test_released_image_never_exceeds_budget(
     assert (dist <= eps).all(), (dist.max().item(), eps)
     assert out.min() >= 0 and out.max() <= 1
     assert out.dtype == torch.float32
+    # and still within budget once stored as 16-bit codes
+    o = x[:, 0].numpy()
+    q = quantise(out[:, 0].numpy(), o, eps=eps)
+    assert q.dtype == np.uint16
+    assert (l2(o, q.astype(np.float64) / 65535) <= eps).all()
 
 
 def test_concat_of_two_budget_perturbations_would_exceed_and_is_reprojected() -> None:

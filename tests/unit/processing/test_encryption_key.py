@@ -144,3 +144,14 @@ def test_load_validates_and_names_the_file(tmp_path: Path) -> None:
     assert "abc" not in str(info.value).replace("bad.json", "")
     with pytest.raises(EncryptionKeyError, match="not found"):
         EncryptionKey.load(tmp_path / "missing.json")
+
+
+def test_from_targets_uses_the_given_correspondence(tmp_path: Path) -> None:
+    paper = [(1, 3), (2, 4), (3, 0), (4, 1), (0, 2)]  # the paper's MRI correspondence (Sec. 5)
+    key = EncryptionKey.from_targets(NAMES, paper, combiner="concat", seed=0)
+    assert key.targets == tuple(paper)
+    assert EncryptionKey.load(key.save(tmp_path / "k.json")) == key
+    with pytest.raises(EncryptionKeyError, match="fixed point"):
+        EncryptionKey.from_targets(NAMES, [(0, 3), *paper[1:]], combiner="concat", seed=0)
+    with pytest.raises(EncryptionKeyError, match=r"out of range\(5\)"):
+        EncryptionKey.from_targets(NAMES, [(1, 5), *paper[1:]], combiner="concat", seed=0)
