@@ -1,0 +1,174 @@
+"""Throughput of medcrypt's batched targeted L2 PGD against torchattacks' ``PGDL2``.
+
+Both attack the same model, the same slices and the same targets in one run, with the same
+eps, step and iteration count (no random start on either side):
+
+* **medcrypt**: ``Encryptor.encrypt`` - every target of every slice in ONE batched PGD
+  (one forward/backward per iteration for all rows), parameters frozen, then the key's
+  combiner; on CUDA with ``--paper``: bf16 autocast and channels_last.
+* **torchattacks**: ``PGDL2`` in targeted mode (``set_mode_targeted_by_label``), fp32, called
+  once per target position (a batch of slices per call), which is how its API is used.
+
+Printed: slices/s for both, the ratio, and both targeted success rates (fraction of
+per-target PGD outputs the model classifies as their target).
+
+torchattacks is a benchmark-only dependency. Its PyPI metadata pulls torchvision and an old
+``requests`` pin, neither of which it needs for ``PGDL2``, so install it without them::
+
+    pip install --no-deps torchattacks==3.5.1
+
+Usage::
+
+    python benchmarks/pgd_throughput.py                      # CPU, 64x64 phantoms, small ResNet-18
+    python benchmarks/pgd_throughput.py --device cuda --paper  # ResNet-18, 320x320, 2 targets,
+                                                               # 100 iterations, bf16 vs fp32
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from medcrypt.medical import CLASS_NAMES, make_phantom_slices
+from medcrypt.processing import (
+    Encryptor,
+    PGDSettings,
+    TrainSettings,
+    build_model,
+    predict,
+    train_model,
+)
+from medcrypt.processing._evaluation import paper_key
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, object]:
+    fn()  # warm-up (allocator, cudnn autotune, thread pools)
+    _sync(device)
+    times = []
+    out: object = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    ap.add_argument(
+        "--paper",
+        action="store_true",
+        help="paper settings: ResNet-18 width 64, 320x320, 2 targets, 100 iterations, "
+        "bf16 + channels_last for medcrypt (CUDA), fp32 for torchattacks",
+    )
+    ap.add_argument("--size", type=int, default=64, help="slice side in pixels")
+    ap.add_argument("--width", type=int, default=16, help="model width (64 = ResNet-18)")
+    ap.add_argument("--batch", type=int, default=32, help="slices per batch")
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--eps", type=float, default=1.0)
+    ap.add_argument("--step", type=float, default=0.1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--train-epochs", type=int, default=4, help="0 = untrained model")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.paper:
+        args.size, args.width, args.iters, args.eps, args.step = 320, 64, 100, 2.0, 0.1
+        args.batch = 64 if args.batch == 32 else args.batch
+    try:
+        import torchattacks
+    except ImportError:
+        print("torchattacks is missing: pip install --no-deps torchattacks==3.5.1")
+        return 2
+
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    torch.manual_seed(args.seed)
+    n_classes = len(CLASS_NAMES)
+    per_class = max(1, -(-args.batch // n_classes))
+    images, labels = make_phantom_slices(per_class, size=args.size, seed=args.seed)
+    images, labels = images[: args.batch], labels[: args.batch]
+    model = build_model("resnet18", n_classes, width=args.width, seed=args.seed)
+    if args.train_epochs > 0:
+        train_x, train_y = make_phantom_slices(40, size=args.size, seed=args.seed + 100)
+        train_model(
+            model,
+            train_x,
+            train_y,
+            seed=args.seed,
+            settings=TrainSettings(epochs=args.train_epochs, batch_size=32),
+            device=str(device),
+        )
+    model.to(device).eval()
+    precision = "bf16" if (args.paper and cuda) else "fp32"
+    settings = PGDSettings(
+        eps=args.eps,
+        step=args.step,
+        iters=args.iters,
+        best_iterate=False,  # torchattacks returns the last iterate
+        precision=precision,
+        channels_last=bool(args.paper and cuda),
+    )
+    key = paper_key(CLASS_NAMES, seed=args.seed, pgd=settings)
+    targets = np.array([key.targets[int(y)] for y in labels], dtype=np.int64)  # (B, 2)
+    n_targets = targets.shape[1]
+
+    # medcrypt: one Encryptor call; success measured on its per-target PGD outputs.
+    encryptor = Encryptor(model, key, device=str(device), settings=settings)
+    ours_s, ours_out = _timed(lambda: encryptor.encrypt(images, labels), device, args.repeats)
+    ours_success = float(np.mean(ours_out.target_success))  # type: ignore[attr-defined]
+
+    # torchattacks on an fp32, contiguous copy of the same model (same weights).
+    ref_model = build_model("resnet18", n_classes, width=args.width, seed=args.seed)
+    ref_model.load_state_dict(model.state_dict())
+    ref_model.to(device).eval()
+    atk = torchattacks.PGDL2(
+        ref_model, eps=args.eps, alpha=args.step, steps=args.iters, random_start=False
+    )
+    atk.set_mode_targeted_by_label(quiet=True)
+    x = torch.from_numpy(images).unsqueeze(1).to(device)
+    t = torch.from_numpy(targets).to(device)
+
+    def run_ref() -> list[torch.Tensor]:
+        return [atk(x, t[:, k]) for k in range(n_targets)]
+
+    ref_s, ref_out = _timed(run_ref, device, args.repeats)
+    with torch.no_grad():
+        hits = [
+            (predict(ref_model, adv, device=str(device)) == targets[:, k])
+            for k, adv in enumerate(ref_out)  # type: ignore[arg-type]
+        ]
+    ref_success = float(np.mean(np.concatenate(hits)))
+
+    b = len(images)
+    print(
+        f"device {device} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}, "
+        f"torchattacks {torchattacks.__version__}"
+    )
+    print(
+        f"ResNet-18 width {args.width}, {b} slices of {args.size}x{args.size}, "
+        f"{n_targets} targets each, {args.iters} iterations, eps {args.eps}, step {args.step}; "
+        f"medcrypt {precision}{' channels_last' if settings.channels_last else ''}, "
+        f"torchattacks fp32; median of {args.repeats}"
+    )
+    ours_rate, ref_rate = b / ours_s, b / ref_s
+    print(f"medcrypt Encryptor : {ours_rate:9.2f} slices/s  targeted success {ours_success:.3f}")
+    print(f"torchattacks PGDL2 : {ref_rate:9.2f} slices/s  targeted success {ref_success:.3f}")
+    print(f"ratio (medcrypt / torchattacks): {ours_rate / ref_rate:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
