@@ -42,10 +42,10 @@ def make_blobs(n_per_class: int, *, size: int = 32, seed: int) -> tuple[np.ndarr
     return np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # The test machine has 2 shared cores; intra-op threads fighting other processes make
-    # tiny convolutions ~10x slower. One thread is faster and keeps timings stable.
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    # Opt-in per module (``pytestmark = pytest.mark.usefixtures("one_thread")``): on 2 shared
+    # cores, intra-op threads fighting other processes make tiny convolutions ~10x slower.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -16,6 +16,8 @@ from medcrypt.processing import (
     save_checkpoint,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_round_trip(classes, tmp_path: Path, trained, blobs_test) -> None:  # type: ignore[no-untyped-def]
     history = [EpochRecord(epoch=1, train_loss=0.5, train_accuracy=0.9, metrics={"enc": 0.8})]

@@ -16,6 +16,8 @@ from medcrypt.processing import (
     train_model,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 @pytest.mark.parametrize("shape", [(32, 32), (24, 40), (64, 64)])

@@ -14,6 +14,8 @@ from medcrypt.cli import main
 from medcrypt.medical import decode_png16, encode_png16
 from medcrypt.processing import EncryptionKey, load_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _write_folder(
     root: Path, images: np.ndarray, labels: np.ndarray, names: tuple[str, ...]

@@ -17,6 +17,8 @@ from medcrypt.processing import (
 )
 from medcrypt.processing._combiners import default_target_count
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _perturbed(x: torch.Tensor, k: int, eps: float, gen: torch.Generator) -> torch.Tensor:
     """k per-target outputs, each exactly on the eps-sphere (the worst case PGD can return)."""

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from medcrypt.errors import EncryptionKeyError
 from medcrypt.processing import COMBINERS, EncryptionKey, PGDSettings
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NAMES = ("meningioma", "chordoma", "schwannoma", "pituitary_adenoma", "craniopharyngioma")
 
 

@@ -16,6 +16,8 @@ from medcrypt.processing import (
     predict,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FAST = PGDSettings(eps=1.5, step=0.15, iters=15, precision="fp32")
 
 

@@ -5,6 +5,8 @@ import pytest
 
 from medcrypt.processing import image_metrics, l2, linf, psnr, ssim, targeted_success_rate
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_known_values() -> None:
     a = np.zeros((2, 10, 10))

@@ -7,6 +7,8 @@ import torch
 from medcrypt.errors import EncryptionKeyError
 from medcrypt.processing import PGDSettings, build_model, project_l2, targeted_pgd_l2
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FAST = PGDSettings(eps=1.0, step=0.1, iters=15, precision="fp32")
 
 

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from medcrypt.errors import ConfigError
 from medcrypt.processing import dequantise, l2, quantise
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @settings(max_examples=60, deadline=None)
 @given(
