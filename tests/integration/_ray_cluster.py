@@ -21,8 +21,11 @@ POISON_CASE = "poison_kills_worker"
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[str]:
-    """Address of a running 3-node local cluster (head + 2 nodes with ``{"GPU": 1}``)."""
+def ray_cluster(aws_env: dict[str, str]) -> Iterator[str]:
+    """Address of a running 3-node local cluster (head + 2 nodes with ``{"GPU": 1}``).
+
+    Depends on ``aws_env`` so every raylet and worker inherits the fake AWS credentials.
+    """
     import ray
     from ray.cluster_utils import Cluster
 
@@ -38,7 +41,23 @@ def ray_cluster() -> Iterator[str]:
         ray.init(address=cluster.address, log_to_driver=False)
         gpus = ray.cluster_resources().get("GPU", 0)
         assert gpus == 2, f"expected 2 declared GPUs in the test cluster, got {gpus}"
-        yield cluster.address
+        yield str(cluster.address)
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def encrypt_actor_pids() -> list[int]:
+    """PIDs of live encrypt-stage actor processes (Ray titles them after the callable class)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except OSError:
+            continue
+        if b"EncryptActor" in cmd and b"pytest" not in cmd:
+            pids.append(int(entry))
+    return pids
