@@ -86,6 +86,12 @@ def _shift(x: torch.Tensor, shift: int, gen: torch.Generator) -> torch.Tensor:
     )
 
 
+def _model_device(model: nn.Module) -> str:
+    for t in (*model.parameters(), *model.buffers()):
+        return str(t.device)
+    return "cpu"
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -94,8 +100,13 @@ def predict(
     batch_size: int = 256,
     device: str = "auto",
 ) -> np.ndarray:
-    """Predicted class (int64, shape (N,)) of each image, model in eval mode."""
-    dev = resolve_device(device)
+    """Predicted class (int64, shape (N,)) of each image, model in eval mode.
+
+    ``device="auto"`` runs where the model's weights are; an explicit device moves the model.
+    """
+    dev = _model_device(model) if device in (None, "auto") else resolve_device(device)
+    if device not in (None, "auto"):
+        model.to(dev)
     x = to_tensor(images)
     was_training = model.training
     model.eval()
