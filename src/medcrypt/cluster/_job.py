@@ -356,7 +356,7 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
         try:
             if total:
                 ds = build_dataset(inputs, counter, model_ref, key_ref)
-                for batch in ds.iter_batches(batch_size=8, batch_format="numpy"):
+                for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                     for status, case_id, msg in zip(
                         batch["status"], batch["case_id"], batch["message"], strict=True
                     ):
