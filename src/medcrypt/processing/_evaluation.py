@@ -154,16 +154,21 @@ class ProtectionReport(StrictModel):
         min_relative: float = 0.9,
         max_original: float = 0.4,
         peak: bool = False,
+        min_clean_margin: float = 0.2,
     ) -> bool:
         """The issue's bar: mean PSNR, encrypted-test vs clean, original-test ceiling.
 
-        ``peak=True`` judges the original-test accuracy by its best epoch (stricter).
+        ``peak=True`` judges the original-test accuracy by its best epoch (stricter). A run
+        whose clean baselines do not beat chance by ``min_clean_margin`` proves nothing and
+        fails.
         """
         mean_psnr = min(self.train_perceptual.psnr_mean, self.test_perceptual.psnr_mean)
-        if mean_psnr < min_psnr:
+        if mean_psnr < min_psnr or not self.results:
             return False
         for r in self.results:
             orig = r.original_test_peak if peak else r.original_test_final
+            if r.clean_final < self.chance_accuracy + min_clean_margin:
+                return False
             if r.relative_final < min_relative or orig > max_original:
                 return False
         return True

@@ -1,0 +1,209 @@
+"""Protection evaluation: report structure on a tiny run, and the issue's bar as a slow test."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from medcrypt.errors import ConfigError
+from medcrypt.medical import CLASS_NAMES, make_phantom_slices
+from medcrypt.processing import PGDSettings, TrainSettings, build_model, train_model
+from medcrypt.processing._evaluation import (
+    PAPER_TARGETS,
+    ProtectionReport,
+    ProtectionSettings,
+    encrypt_splits,
+    evaluate_protection,
+    paper_key,
+)
+
+
+def test_paper_key_uses_every_class_twice_and_no_fixed_point() -> None:
+    key = paper_key(CLASS_NAMES, seed=3)
+    assert key.targets == PAPER_TARGETS
+    assert key.combiner == "concat"
+    counts = np.bincount(np.concatenate([np.asarray(t) for t in key.targets]), minlength=5)
+    assert counts.tolist() == [2, 2, 2, 2, 2]
+    assert all(y not in t for y, t in enumerate(key.targets))
+    assert paper_key(CLASS_NAMES, seed=3).combiner_params == key.combiner_params
+    assert paper_key(CLASS_NAMES, seed=4).combiner_params != key.combiner_params
+    with pytest.raises(ConfigError, match="5 classes"):
+        paper_key(("a", "b", "c"), seed=0)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is faster on a shared machine
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, torch.nn.Module]]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is faster on a shared machine
+    x_train, y_train = make_phantom_slices(4, size=32, seed=0)
+    x_test, y_test = make_phantom_slices(2, size=32, seed=1)
+    base = build_model("resnet18", 5, width=4, seed=0)
+    train_model(base, x_train, y_train, seed=0, settings=TrainSettings(epochs=1), device="cpu")
+    yield x_train, y_train, x_test, y_test, base
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.timeout(120)
+def test_encrypt_splits_budget_and_predicted_test_labels(tiny) -> None:  # type: ignore[no-untyped-def]
+    x_train, y_train, x_test, _, base = tiny
+    pgd = PGDSettings(eps=0.5, step=0.1, iters=3)
+    key = paper_key(CLASS_NAMES, seed=0, pgd=pgd)
+    splits = encrypt_splits(base, key, x_train, y_train, x_test, device="cpu")
+    assert splits.train_images.shape == x_train.shape
+    assert splits.test_images.shape == x_test.shape
+    for orig, enc in ((x_train, splits.train_images), (x_test, splits.test_images)):
+        d = (enc.astype(np.float64) - orig).reshape(len(orig), -1)
+        assert np.sqrt((d**2).sum(axis=1)).max() <= 0.5 + 1e-9
+        assert enc.min() >= 0.0 and enc.max() <= 1.0
+        # quantised to 16 bits, as released
+        np.testing.assert_allclose(enc * 65535, np.rint(enc * 65535), atol=1e-2)
+        assert not np.array_equal(enc, orig)
+    from medcrypt.processing import predict
+
+    np.testing.assert_array_equal(splits.test_encrypt_labels, predict(base, x_test, device="cpu"))
+    p = splits.train_perceptual
+    assert p.n == len(x_train)
+    assert p.psnr_min <= p.psnr_mean
+    assert p.l2_max <= 0.5 + 1e-9
+    assert 0.0 <= p.target_success <= 1.0
+    # PSNR agrees with the L2 budget: MSE <= eps^2 / pixels
+    assert p.psnr_min >= 10 * math.log10(32 * 32 / 0.5**2) - 1e-6
+
+
+@pytest.mark.timeout(240)
+def test_report_structure_json_and_markdown(tiny) -> None:  # type: ignore[no-untyped-def]
+    x_train, y_train, x_test, y_test, base = tiny
+    pgd = PGDSettings(eps=0.5, step=0.1, iters=2)
+    key = paper_key(CLASS_NAMES, seed=0, pgd=pgd)
+    settings = ProtectionSettings(
+        archs=("resnet18", "vgg11"), width=4, train=TrainSettings(epochs=2), seed=0
+    )
+    calls: list[tuple[int, int | None, str]] = []
+    report = evaluate_protection(
+        base,
+        key,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        settings=settings,
+        device="cpu",
+        dataset="tiny",
+        progress=lambda d, t, w: calls.append((d, t, w)),
+    )
+    assert [r.arch for r in report.results] == ["resnet18", "vgg11"]
+    for r in report.results:
+        assert len(r.history) == 2
+        assert r.encrypted_test_peak >= r.encrypted_test_final
+        assert r.original_test_peak >= r.original_test_final
+        assert r.clean_peak >= r.clean_final
+        assert r.encrypted_test_final == r.history[-1].encrypted_test
+        assert r.relative_final == pytest.approx(r.encrypted_test_final / r.clean_final)
+        assert not r.baseline_reused_from_base_model
+        for h in r.history:
+            for v in (h.encrypted_test, h.original_test, h.clean_baseline):
+                assert v is not None and 0.0 <= v <= 1.0
+    assert report.key_fingerprint == key.fingerprint
+    assert report.n_train == 20 and report.n_test == 10
+    assert report.chance_accuracy == pytest.approx(0.2)
+    # the secret never appears in the report
+    text = report.model_dump_json()
+    assert key.secret.get_secret_value() not in text
+    again = ProtectionReport.model_validate(json.loads(text))
+    assert again == report
+    md = report.to_markdown()
+    assert "| resnet18 |" in md and "| vgg11 |" in md and "PSNR" in md
+    # progress: monotone, ends at the total (encryption + 4 trainings of 2 epochs)
+    done = [c[0] for c in calls]
+    assert done == sorted(done)
+    assert calls[-1][0] == calls[-1][1] == 30 + 4 * 2
+
+
+def test_passes_applies_each_bar(tiny) -> None:  # type: ignore[no-untyped-def]
+    from medcrypt.processing._evaluation import ArchitectureResult, PerceptualSummary
+
+    def perceptual(psnr: float) -> PerceptualSummary:
+        return PerceptualSummary(
+            n=1, psnr_mean=psnr, psnr_min=psnr, ssim_mean=1, ssim_min=1, l2_mean=1,
+            l2_max=1, linf_mean=0.1, linf_max=0.1, target_success=1,
+        )  # fmt: skip
+
+    def result(enc: float, orig: float, orig_peak: float) -> ArchitectureResult:
+        return ArchitectureResult(
+            arch="resnet18", width=8, clean_final=0.9, clean_peak=0.9,
+            encrypted_test_final=enc, encrypted_test_peak=enc, original_test_final=orig,
+            original_test_peak=orig_peak, relative_final=enc / 0.9, history=(),
+        )  # fmt: skip
+
+    def report(psnr: float, *results: ArchitectureResult) -> ProtectionReport:
+        return ProtectionReport(
+            dataset="x", class_names=CLASS_NAMES, n_train=1, n_test=1, image_shape=(8, 8),
+            key_fingerprint="mk1:0", combiner="concat", pgd=PGDSettings(),
+            settings=ProtectionSettings(), base_arch="resnet18", base_test_accuracy=0.9,
+            chance_accuracy=0.2, train_perceptual=perceptual(psnr),
+            test_perceptual=perceptual(psnr), results=results, seconds=0.0,
+        )  # fmt: skip
+
+    good = result(0.85, 0.3, 0.45)
+    assert report(36.0, good).passes()
+    assert not report(36.0, good).passes(peak=True)  # peak original accuracy 45% > 40%
+    assert not report(34.0, good).passes()  # PSNR too low
+    assert not report(36.0, good, result(0.7, 0.3, 0.3)).passes()  # 0.7/0.9 < 90% of clean
+    assert not report(36.0, result(0.85, 0.5, 0.5)).passes()  # learns real images
+    assert not report(36.0).passes()  # no architecture evaluated
+    chance = result(0.85, 0.3, 0.3).model_copy(update={"clean_final": 0.3})
+    assert not report(36.0, chance).passes()  # clean baseline near chance proves nothing
+
+
+def test_unknown_architecture_is_refused(tiny) -> None:  # type: ignore[no-untyped-def]
+    x_train, y_train, x_test, y_test, base = tiny
+    with pytest.raises(ConfigError, match="unknown architecture"):
+        evaluate_protection(
+            base,
+            paper_key(CLASS_NAMES, seed=0),
+            x_train,
+            y_train,
+            x_test,
+            y_test,
+            settings=ProtectionSettings(archs=("resnet18", "alexnet")),
+        )
+
+
+@pytest.mark.timeout(240)
+def test_cli_phantoms_then_evaluate_on_the_folder(tmp_path, one_thread) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from medcrypt.cli import main
+
+    runner = CliRunner()
+    data = tmp_path / "slices"
+    res = runner.invoke(
+        main, ["-q", "phantoms", "--out", str(data), "--n-per-class", "4", "--size", "32"]
+    )
+    assert res.exit_code == 0, res.output
+    pngs = sorted(p.relative_to(data).as_posix() for p in data.rglob("*.png"))
+    assert len(pngs) == 20 and pngs[0] == "chordoma/00000.png"
+    out = tmp_path / "report"
+    args = ["-q", "evaluate", "--data", str(data), "--epochs", "1", "--width", "4"]
+    args += ["--iters", "2", "--eps", "0.5", "--archs", "resnet18,vgg11", "--out", str(out)]
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    report = ProtectionReport.model_validate_json((out / "protection_report.json").read_text())
+    assert report.n_train + report.n_test == 20
+    assert report.n_test == 5  # 25% of 4 per class, stratified
+    assert (out / "protection_report.md").read_text().startswith("### Protection report")
+    res = runner.invoke(main, ["-q", "evaluate", "--archs", "resnet18,nope", "--out", str(out)])
+    assert res.exit_code == 2 and "unknown architecture" in res.output
