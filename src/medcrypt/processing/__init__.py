@@ -5,6 +5,12 @@ Pure torch (never ray/boto3). See docs/internals.md for the contract other packa
 
 from __future__ import annotations
 
+from medcrypt.processing._audit import (
+    CandidateScore,
+    ClassRecovery,
+    KeyRecoveryAudit,
+    audit_key_recovery,
+)
 from medcrypt.processing._checkpoint import (
     LoadedModel,
     load_checkpoint,
@@ -13,6 +19,18 @@ from medcrypt.processing._checkpoint import (
 )
 from medcrypt.processing._combiners import COMBINERS, combine, random_params, validate_combiner
 from medcrypt.processing._encrypt import EncryptionResult, Encryptor
+from medcrypt.processing._evaluation import (
+    ArchitectureResult,
+    EncryptedSplits,
+    EpochScores,
+    PerceptualSummary,
+    ProtectionReport,
+    ProtectionSettings,
+    encrypt_splits,
+    evaluate_protection,
+    paper_key,
+    phantom_protection_report,
+)
 from medcrypt.processing._keys import EncryptionKey
 from medcrypt.processing._metrics import (
     image_metrics,
@@ -78,4 +96,21 @@ __all__ = [
     "targeted_success_rate",
     "train_model",
     "validate_combiner",
+]
+
+__all__ += [
+    "ArchitectureResult",
+    "CandidateScore",
+    "ClassRecovery",
+    "EncryptedSplits",
+    "EpochScores",
+    "KeyRecoveryAudit",
+    "PerceptualSummary",
+    "ProtectionReport",
+    "ProtectionSettings",
+    "audit_key_recovery",
+    "encrypt_splits",
+    "evaluate_protection",
+    "paper_key",
+    "phantom_protection_report",
 ]
