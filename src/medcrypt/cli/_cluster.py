@@ -25,14 +25,17 @@ __all__ = ["register"]
 
 def _job_options(fn: Any) -> Any:
     """Add a flag for every JobConfig field (from the config module's own option list)."""
-    from medcrypt.cluster._config import job_cli_options
+    from medcrypt.cluster._config import JobConfig, job_cli_options
 
     for opt in reversed(job_cli_options()):
+        field = JobConfig.model_fields.get(opt.path[0]) if len(opt.path) == 1 else None
+        # a tuple field (formats) takes a comma-separated list: JobConfig checks each item
+        listed = field is not None and "tuple" in str(field.annotation)
         if opt.type is bool:
             decl = f"{opt.flag}/{opt.negative}"
             fn = click.option(decl, opt.name, default=None, help=opt.help)(fn)
         else:
-            kind: Any = click.Choice(opt.choices) if opt.choices else opt.type
+            kind: Any = click.Choice(opt.choices) if opt.choices and not listed else opt.type
             fn = click.option(opt.flag, opt.name, type=kind, default=None, help=opt.help)(fn)
     return fn
 
