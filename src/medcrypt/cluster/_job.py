@@ -346,6 +346,16 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
         dctx.max_errored_blocks = 0
         dctx.wait_for_min_actors_s = int(c.actor_start_timeout_s)
         node = ray.get_runtime_context().get_node_id()
+        gpus = ray.cluster_resources().get("GPU", 0.0)
+        if c.num_gpus > 0 and gpus < c.num_gpus * c.min_actors:
+            logger.warning(
+                "num_gpus=%s x min_actors=%s but the cluster has %s GPUs now; waiting up to %ss "
+                "for the autoscaler (actor_start_timeout_s)",
+                c.num_gpus,
+                c.min_actors,
+                gpus,
+                c.actor_start_timeout_s,
+            )
         counter = AttemptCounter.options(  # type: ignore[attr-defined]
             scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
         ).remote()

@@ -633,7 +633,8 @@ def write_batch(batch: dict[str, np.ndarray], *, ctx: StageContext) -> dict[str,
             except Exception as exc:
                 status, state = _fail(state, "write", exc)
         if status == ERROR:
-            # a failing quarantine write raises: Ray retries the task, and a rerun redoes it
+            # a quarantine write that fails past botocore's retries stops the job (exit 4);
+            # the next run resumes, so nothing is lost
             _quarantine(state, ctx, store)
             final = QUARANTINED
             logger.warning("quarantined %s: %s", state.case_id, state.error_message)
