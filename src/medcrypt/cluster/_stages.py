@@ -583,6 +583,19 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
         if other.get("source_digest") != state.digest:
             raise
         status = SKIPPED  # a concurrent run finished this case first
+        # Its outputs were written before its record, ours after: if PGD was not bit-exact
+        # (GPU kernels), the stored outputs are now ours. Keep record and outputs consistent.
+        stored = {
+            o["key"]: hashlib.sha256(store.get(o["key"])).hexdigest()
+            for o in other.get("outputs", [])
+        }
+        theirs_gone = any(stored[o["key"]] != o["sha256"] for o in other.get("outputs", []))
+        if theirs_gone and all(stored.get(o.key) == o.sha256 for o in outputs):
+            store.put(record_key(state.case_id), data)
+            status = DONE
+            logger.warning(
+                "case %s: concurrent run's outputs replaced; record updated", state.case_id
+            )
     with contextlib.suppress(ObjectExistsError):
         store.put(marker_key(state.case_id, state.digest), b"", if_absent=True)
     if state.was_quarantined:

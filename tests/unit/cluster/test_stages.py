@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,24 @@ def test_write_rejects_an_image_over_the_budget(archive: Path, tmp_path: Path) -
     else:
         assert list(out["status"]) == [QUARANTINED]
         assert not store.exists(record_key("p0")) and store.exists(quarantine_key("p0"))
+
+
+def test_lost_race_with_different_bytes_keeps_record_and_outputs_consistent(
+    archive: Path, tmp_path: Path
+) -> None:
+    """A concurrent winner whose (non-bit-exact) outputs we overwrote: our record replaces it."""
+    dest = tmp_path / "dest"
+    batch = _encrypted(archive, dest)
+    write_batch(batch, ctx=_ctx(dest))
+    store = open_store(str(dest))
+    winner = json.loads(store.get(record_key("p0")))
+    for o in winner["outputs"]:
+        o["sha256"] = "0" * 64  # the winner's bytes differed from what is stored now
+    winner["run_id"] = "winner"
+    store.put(record_key("p0"), json.dumps(winner).encode())
+    out = write_batch(batch, ctx=_ctx(dest, run_id="loser"))
+    assert list(out["status"]) == [DONE]
+    rec = CaseRecord.model_validate_json(store.get(record_key("p0")))
+    assert rec.run_id == "loser"
+    for o in rec.outputs:
+        assert hashlib.sha256(store.get(o.key)).hexdigest() == o.sha256
