@@ -84,7 +84,10 @@ class ProtectionMetrics(StrictModel):
     eps: float
     within_eps: bool
     target_success: float
-    targets: tuple[int, ...]
+    #: how many secret targets this case was pushed toward. The targets themselves are the
+    #: key's class mapping and stay out of every record (they would let anyone undo the
+    #: protection by remapping a model's predictions, the paper's "Orig+P" setting).
+    n_targets: int
 
 
 class OutputObject(StrictModel):

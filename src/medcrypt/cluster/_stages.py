@@ -537,7 +537,7 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
         eps=ctx.eps,
         within_eps=True,
         target_success=state.target_success,
-        targets=state.targets,
+        n_targets=len(state.targets),
     )
     t1 = time.perf_counter()
     outputs = tuple(

@@ -150,6 +150,9 @@ def test_write_stores_outputs_record_and_marker_and_second_writer_skips(
     store = open_store(str(dest))
     rec = CaseRecord.model_validate_json(store.get(record_key("p0")))
     assert rec.metrics.l2 <= EPS and rec.metrics.within_eps
+    # the key's class mapping (targets 2, 3 for label 1) is secret: only the count is recorded
+    assert rec.metrics.n_targets == 2
+    assert "targets" not in json.loads(store.get(record_key("p0")))["metrics"]
     png = decode_png16(store.get(output_key("p0", "png")))
     assert png.shape == (32, 32)
     assert {o.key for o in rec.outputs} == {output_key("p0", "png"), output_key("p0", "nifti")}
