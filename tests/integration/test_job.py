@@ -268,6 +268,10 @@ def test_every_case_once_with_flaky_s3_killed_actor_and_bad_inputs(
         assert rec.model_hash == assets["hash"]
         assert rec.pgd["eps"] == EPS and rec.pgd["iters"] == 5
         assert rec.metrics.l2 <= EPS and rec.metrics.within_eps
+        # no part of the key's secret mapping: not the combiner, its parameters or the targets
+        raw = _get(s3, bucket, f"out-main/{case_id}/record.json").decode()
+        assert "mixup" not in raw and "alpha" not in raw and '"targets"' not in raw
+        assert rec.metrics.n_targets == len(assets["key"].targets[rec.label])
         for src in rec.sources:  # versions are the S3 ETags the job read
             key = src.uri.split(f"s3://{bucket}/", 1)[1]
             if src.version.startswith("series:"):

@@ -70,7 +70,6 @@ class JobInputs:
     class_names: tuple[str, ...]
     key: Any  # EncryptionKey
     key_fingerprint: str
-    combiner: str | None
     rows: Manifest  # re-iterable stream of ManifestRow, with len()
     dest: ObjectStore
     index: DestIndex
@@ -170,7 +169,6 @@ def prepare_job(config: JobConfig) -> JobInputs:
         class_names=tuple(loaded.class_names),
         key=key,
         key_fingerprint=key.fingerprint,
-        combiner=key.combiner,
         rows=rows,
         dest=dest,
         index=index,
@@ -241,7 +239,6 @@ def _stage_context(inputs: JobInputs) -> StageContext:
         write_originals=bool(c.write_originals),
         eps=float(c.pgd.eps),
         key_fingerprint=inputs.key_fingerprint,
-        combiner=inputs.combiner,
         model_hash=inputs.model_hash,
         model_arch=inputs.model_arch,
         class_names=inputs.class_names,

@@ -124,8 +124,8 @@ class CaseRecord(StrictModel):
     label: int
     label_name: str
     label_source: Literal["given", "predicted"]
+    #: the key by fingerprint only: no targets, combiner or combiner parameters (all secret)
     key_fingerprint: str
-    combiner: str | None = None
     model_hash: str
     model_arch: str
     pgd: dict[str, Any]

@@ -132,7 +132,6 @@ class StageContext:
     write_originals: bool
     eps: float
     key_fingerprint: str
-    combiner: str | None
     model_hash: str
     model_arch: str
     class_names: tuple[str, ...]
@@ -563,7 +562,6 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
         label_name=ctx.class_names[state.label],
         label_source=state.label_source,  # type: ignore[arg-type]
         key_fingerprint=ctx.key_fingerprint,
-        combiner=ctx.combiner,
         model_hash=ctx.model_hash,
         model_arch=ctx.model_arch,
         pgd=dict(ctx.pgd),

@@ -41,7 +41,6 @@ def _ctx(dest: Path, **kw: Any) -> StageContext:
         write_originals=False,
         eps=EPS,
         key_fingerprint="mk1:test",
-        combiner="mixup",
         model_hash="sha256:x",
         model_arch="resnet18",
         class_names=("a", "b", "c", "d", "e"),
@@ -152,7 +151,9 @@ def test_write_stores_outputs_record_and_marker_and_second_writer_skips(
     assert rec.metrics.l2 <= EPS and rec.metrics.within_eps
     # the key's class mapping (targets 2, 3 for label 1) is secret: only the count is recorded
     assert rec.metrics.n_targets == 2
-    assert "targets" not in json.loads(store.get(record_key("p0")))["metrics"]
+    raw = json.loads(store.get(record_key("p0")))
+    assert "targets" not in raw["metrics"]
+    assert "combiner" not in raw
     png = decode_png16(store.get(output_key("p0", "png")))
     assert png.shape == (32, 32)
     assert {o.key for o in rec.outputs} == {output_key("p0", "png"), output_key("p0", "nifti")}
