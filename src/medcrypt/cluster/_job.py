@@ -25,6 +25,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from medcrypt._private_files import write_private
 from medcrypt._types import ProgressCallback
 from medcrypt.cluster._config import JobConfig
 from medcrypt.cluster._ledger import DestIndex, scan_dest, summary_key
@@ -150,9 +151,7 @@ def prepare_job(config: JobConfig) -> JobInputs:
         loaded = load_checkpoint(mpath, map_location="cpu")
         if "://" in str(config.key):
             kpath = Path(tmp) / "key.json"
-            fd = os.open(kpath, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(_read_local_or_store(str(config.key), endpoint, what="key"))
+            write_private(kpath, _read_local_or_store(str(config.key), endpoint, what="key"))
             key = EncryptionKey.load(kpath)
         else:
             key = EncryptionKey.load(config.key)

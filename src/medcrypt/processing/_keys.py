@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, SecretStr, ValidationError, field_serializer, model_validator
 
+from medcrypt._private_files import write_private
 from medcrypt.config import StrictModel
 from medcrypt.errors import EncryptionKeyError
 from medcrypt.processing._combiners import (
@@ -287,13 +288,7 @@ class EncryptionKey(StrictModel):
             raise EncryptionKeyError("key file already exists (refusing to overwrite)", uri=str(p))
         tmp = p.with_name(f".{p.name}.{_secrets.token_hex(4)}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.fchmod(fd, 0o600)  # in case the umask removed owner bits
-                os.write(fd, self.to_json().encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_private(tmp, self.to_json().encode())
             os.replace(tmp, p)
         except OSError as exc:
             tmp.unlink(missing_ok=True)

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import stat
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Final, Literal
 
 from pydantic import Field, ValidationError
 
+from medcrypt._private_files import write_private
 from medcrypt.config import StrictModel
 from medcrypt.errors import StudyError
 from medcrypt.study._config import StudyConfig
@@ -140,22 +140,13 @@ def save_key(key: UnblindingKey, path: Path) -> None:
         path.parent.mkdir(parents=True, mode=0o700)
     payload = key.model_dump_json(indent=2).encode("utf-8")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_private(path, payload)
     except FileExistsError as exc:
         raise StudyError(
             "an unblinding key already exists here; refusing to overwrite it (a new key "
             "would orphan every packet made with the old one)",
             uri=str(path),
         ) from exc
-    except OSError as exc:
-        raise StudyError(f"cannot create the unblinding key: {exc}", uri=str(path)) from exc
-    try:
-        # O_CREAT applies the umask; make sure it is exactly owner read/write.
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
     except OSError as exc:
         raise StudyError(f"cannot write the unblinding key: {exc}", uri=str(path)) from exc
     logger.info("wrote the unblinding key to %s (mode 0600)", path)
