@@ -123,6 +123,17 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
 )
 @click.option("--width", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--epochs", default=15, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--base-width",
+    type=click.IntRange(min=1),
+    help="Width of the base model trained here (default: --width). The base model is the "
+    "data owner's; a stronger one plants stronger features.",
+)
+@click.option(
+    "--base-epochs",
+    type=click.IntRange(min=1),
+    help="Training epochs of the base model trained here (default: --epochs).",
+)
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=2))
 @click.option("--lr", default=1e-3, show_default=True, type=float)
 @click.option("--eps", default=1.0, show_default=True, type=float, help="L2 budget.")
@@ -149,6 +160,8 @@ def evaluate_command(
     archs: str,
     width: int,
     epochs: int,
+    base_width: int | None,
+    base_epochs: int | None,
     batch_size: int,
     lr: float,
     eps: float,
@@ -189,7 +202,15 @@ def evaluate_command(
         width=width,
         train=TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr),
         seed=seed,
+        base_width=base_width,
+        base_epochs=base_epochs,
     )
+    if model_path is not None and (base_width is not None or base_epochs is not None):
+        raise ConfigError(
+            "--base-width and --base-epochs shape a base model trained here; "
+            "they cannot apply to the one given with --model",
+            field="base_width",
+        )
     pgd = PGDSettings(eps=eps, step=step, iters=iters)
     key = EncryptionKey.load(key_path) if key_path is not None else None
     report: ProtectionReport
@@ -228,13 +249,18 @@ def evaluate_command(
                     )
                 base = loaded.model
             else:
-                base = build_model(arch_list[0], len(folder.class_names), width=width, seed=seed)
+                base = build_model(
+                    arch_list[0],
+                    len(folder.class_names),
+                    width=settings.base_model_width,
+                    seed=seed,
+                )
                 hist = train_model(
                     base,
                     x_train,
                     y_train,
                     seed=seed,
-                    settings=settings.train,
+                    settings=settings.base_train,
                     device=device,
                     on_epoch=lambda _e, m: {
                         "original_test": evaluate_accuracy(m, x_test, y_test, device=device)

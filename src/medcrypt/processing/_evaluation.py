@@ -74,6 +74,11 @@ class ProtectionSettings(StrictModel):
         train: optimiser settings shared by all models (baseline and encrypted alike).
         seed: seed of every model's initialisation and training.
         batch_size: PGD rows per encryption batch (memory bound, not a result parameter).
+        base_width: width of the base model when the evaluation trains one (``None``: same
+            as ``width``). The base model is the data owner's classifier, whose gradients
+            write the encryption; the evaluated models are the attacker's. They need not be
+            the same size, and a stronger base model plants stronger features.
+        base_epochs: training epochs of that base model (``None``: ``train.epochs``).
     """
 
     archs: tuple[str, ...] = Field(default=("resnet18", "vgg11"), min_length=1)
@@ -81,6 +86,20 @@ class ProtectionSettings(StrictModel):
     train: TrainSettings = Field(default_factory=TrainSettings)
     seed: int = 0
     batch_size: int = Field(default=256, ge=1)
+    base_width: int | None = Field(default=None, ge=1)
+    base_epochs: int | None = Field(default=None, ge=1)
+
+    @property
+    def base_model_width(self) -> int:
+        """Width of a base model trained by the evaluation."""
+        return self.width if self.base_width is None else self.base_width
+
+    @property
+    def base_train(self) -> TrainSettings:
+        """Training settings of a base model trained by the evaluation."""
+        if self.base_epochs is None:
+            return self.train
+        return self.train.model_copy(update={"epochs": self.base_epochs})
 
 
 class EpochScores(StrictModel):
@@ -176,6 +195,9 @@ class ProtectionReport(StrictModel):
     def to_markdown(self) -> str:
         """A Markdown table in the shape of the paper's Table 12, plus the perceptual metrics."""
         pct = _pct
+        base_width = (
+            "" if self.settings.base_width is None else f" width {self.settings.base_width}"
+        )
         lines = [
             f"### Protection report ({self.dataset})",
             "",
@@ -183,7 +205,7 @@ class ProtectionReport(StrictModel):
             f"{self.n_train} training / {self.n_test} test slices of "
             f"{self.image_shape[0]}x{self.image_shape[1]}; combiner `{self.combiner}`, "
             f"key `{self.key_fingerprint}`; PGD eps {self.pgd.eps:g}, step {self.pgd.step:g}, "
-            f"{self.pgd.iters} iterations; base model {self.base_arch} "
+            f"{self.pgd.iters} iterations; base model {self.base_arch}{base_width} "
             f"(test accuracy {pct(self.base_test_accuracy)}); "
             f"{self.settings.train.epochs} epochs, width {self.settings.width}, "
             f"seed {self.settings.seed}; {self.seconds:.0f} s.",
@@ -591,8 +613,8 @@ def phantom_protection_report(
     dev = resolve_device(device)
     base_arch = cfg.archs[0]
     base_seed = cfg.seed + 1
-    base = build_model(base_arch, len(CLASS_NAMES), width=cfg.width, seed=base_seed)
-    epochs = cfg.train.epochs
+    base = build_model(base_arch, len(CLASS_NAMES), width=cfg.base_model_width, seed=base_seed)
+    epochs = cfg.base_train.epochs
 
     def base_progress(done: int, _total: int | None, what: str) -> None:
         if progress is not None:
@@ -603,7 +625,7 @@ def phantom_protection_report(
         x_train,
         y_train,
         seed=base_seed,
-        settings=cfg.train,
+        settings=cfg.base_train,
         device=dev,
         progress=base_progress,
     )

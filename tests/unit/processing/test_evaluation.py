@@ -210,6 +210,45 @@ def test_cli_phantoms_then_evaluate_on_the_folder(tmp_path, one_thread) -> None:
     assert res.exit_code == 2 and "unknown architecture" in res.output
 
 
+@pytest.mark.timeout(240)
+def test_base_model_is_sized_apart_from_the_evaluated_models(one_thread) -> None:  # type: ignore[no-untyped-def]
+    settings = ProtectionSettings(
+        archs=("resnet18", "vgg11"), width=4, base_width=6, base_epochs=2,
+        train=TrainSettings(epochs=1), seed=0,
+    )  # fmt: skip
+    assert settings.base_model_width == 6 and settings.base_train.epochs == 2
+    assert settings.base_train.batch_size == settings.train.batch_size
+    same = ProtectionSettings(width=4, train=TrainSettings(epochs=3))
+    assert same.base_model_width == 4 and same.base_train == same.train
+    calls: list[tuple[int, int | None, str]] = []
+    report = phantom_protection_report(
+        n_per_class=2, n_test_per_class=1, size=32, seed=0, settings=settings,
+        pgd=PGDSettings(eps=0.5, step=0.1, iters=1), device="cpu",
+        progress=lambda d, t, w: calls.append((d, t, w)),
+    )  # fmt: skip
+    base_calls = [c for c in calls if c[2].startswith("base resnet18")]
+    assert base_calls and {c[1] for c in base_calls} == {2}  # the base trained 2 epochs
+    assert all(len(r.history) == 1 for r in report.results)  # the evaluated ones 1
+    assert all(not r.baseline_reused_from_base_model for r in report.results)
+    assert report.settings.base_width == 6
+    assert "base model resnet18 width 6" in report.to_markdown()
+
+
+def test_cli_refuses_base_model_shape_with_a_given_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from medcrypt.cli import main
+
+    data = tmp_path / "d" / "a"
+    data.mkdir(parents=True)
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"")
+    args = ["-q", "evaluate", "--data", str(data.parent), "--model", str(model)]
+    res = CliRunner().invoke(main, [*args, "--base-width", "16", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    assert "cannot apply to the one given with --model" in res.output
+
+
 # The bar on the phantom set. Settings: 64x64 phantoms, 100 training and 30 test
 # slices per class, ResNet-18 base model (width 8), the paper's concat correspondence, L2 PGD
 # eps 1.0 (PSNR >= 36 dB at 64x64), 20 iterations; ResNet-18 and VGG-11 trained 8 epochs.
