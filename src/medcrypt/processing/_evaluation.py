@@ -43,6 +43,7 @@ from medcrypt.processing._training import (
     EpochRecord,
     TrainSettings,
     evaluate_accuracy,
+    predict,
     train_model,
 )
 
@@ -126,6 +127,10 @@ class ArchitectureResult(StrictModel):
     relative_final: float
     history: tuple[EpochScores, ...]
     baseline_reused_from_base_model: bool = False
+    #: per-class recall on the original test set, final epoch, in class order: which
+    #: classes the encryption protects (a protected class scores low). Only the diagonal is
+    #: kept: the off-diagonal confusion would show the key's correspondence.
+    original_test_recall: tuple[float | None, ...] = ()
 
 
 class PerceptualSummary(StrictModel):
@@ -221,6 +226,18 @@ class ProtectionReport(StrictModel):
                 f"| {pct(r.original_test_final)} / {pct(r.original_test_peak)} "
                 f"| {r.relative_final:.2f} |"
             )
+        with_recall = [r for r in self.results if r.original_test_recall]
+        if with_recall:
+            lines += [
+                "",
+                "Original-test recall per class, final epoch (low = protected):",
+                "",
+                "| Architecture | " + " | ".join(self.class_names) + " |",
+                "|---|" + "---|" * len(self.class_names),
+            ]
+            for r in with_recall:
+                cells = " | ".join("n/a" if v is None else pct(v) for v in r.original_test_recall)
+                lines.append(f"| {r.arch} | {cells} |")
         lines += [
             "",
             "| Split | PSNR mean / min (dB) | SSIM mean / min | L2 mean / max | "
@@ -384,6 +401,7 @@ def _summarise(
     enc: Sequence[EpochRecord],
     *,
     reused: bool,
+    original_test_recall: Sequence[float | None] = (),
 ) -> ArchitectureResult:
     enc_test = [r.metrics["encrypted_test"] for r in enc]
     orig_test = [r.metrics["original_test"] for r in enc]
@@ -409,7 +427,21 @@ def _summarise(
         relative_final=float(enc_test[-1] / clean_final) if clean_final > 0 else float("nan"),
         history=history,
         baseline_reused_from_base_model=reused,
+        original_test_recall=tuple(original_test_recall),
     )
+
+
+def _recall_per_class(
+    truth: np.ndarray, predicted: np.ndarray, n_classes: int
+) -> list[float | None]:
+    """Recall of each class (``None`` for a class absent from ``truth``)."""
+    from sklearn.metrics import recall_score  # here: keeps sklearn out of the job's imports
+
+    recall = recall_score(
+        truth, predicted, labels=list(range(n_classes)), average=None, zero_division=0.0
+    )
+    present = np.bincount(truth, minlength=n_classes) > 0
+    return [float(v) if present[i] else None for i, v in enumerate(recall)]
 
 
 def evaluate_protection(
@@ -553,7 +585,15 @@ def evaluate_protection(
             on_epoch=enc_scores,
         )
         done_units += epochs
-        result = _summarise(arch, cfg.width, clean, hist, reused=reuse and arch == base_arch)
+        recall = _recall_per_class(y_test, predict(model, x_test, device=dev), n_classes)
+        result = _summarise(
+            arch,
+            cfg.width,
+            clean,
+            hist,
+            reused=reuse and arch == base_arch,
+            original_test_recall=recall,
+        )
         logger.info(
             "%s: clean %.3f, encrypted test %.3f, original test %.3f (peak %.3f)",
             arch,

@@ -114,6 +114,11 @@ def test_report_structure_json_and_markdown(tiny) -> None:  # type: ignore[no-un
         assert r.encrypted_test_final == r.history[-1].encrypted_test
         assert r.relative_final == pytest.approx(r.encrypted_test_final / r.clean_final)
         assert not r.baseline_reused_from_base_model
+        # per-class recall of the final model; the test split is balanced, so its mean is
+        # the final original-test accuracy
+        assert len(r.original_test_recall) == 5
+        assert all(v is not None and 0.0 <= v <= 1.0 for v in r.original_test_recall)
+        assert np.mean(r.original_test_recall) == pytest.approx(r.original_test_final)
         for h in r.history:
             for v in (h.encrypted_test, h.original_test, h.clean_baseline):
                 assert v is not None and 0.0 <= v <= 1.0
@@ -127,6 +132,7 @@ def test_report_structure_json_and_markdown(tiny) -> None:  # type: ignore[no-un
     assert again == report
     md = report.to_markdown()
     assert "| resnet18 |" in md and "| vgg11 |" in md and "PSNR" in md
+    assert "| Architecture | meningioma | chordoma |" in md  # the per-class recall table
     # progress: monotone, ends at the total (encryption + 4 trainings of 2 epochs)
     done = [c[0] for c in calls]
     assert done == sorted(done)
@@ -167,6 +173,14 @@ def test_passes_applies_each_bar(tiny) -> None:  # type: ignore[no-untyped-def]
     assert not report(36.0).passes()  # no architecture evaluated
     chance = result(0.85, 0.3, 0.3).model_copy(update={"clean_final": 0.3})
     assert not report(36.0, chance).passes()  # clean baseline near chance proves nothing
+
+
+def test_recall_per_class_marks_absent_classes() -> None:
+    from medcrypt.processing._evaluation import _recall_per_class
+
+    truth = np.array([0, 0, 1, 1, 1, 3])
+    predicted = np.array([0, 1, 1, 1, 0, 2])
+    assert _recall_per_class(truth, predicted, 4) == [0.5, pytest.approx(2 / 3), None, 0.0]
 
 
 def test_unknown_architecture_is_refused(tiny) -> None:  # type: ignore[no-untyped-def]
