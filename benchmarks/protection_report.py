@@ -12,20 +12,47 @@ Usage::
     python benchmarks/protection_report.py                       # CPU defaults, a few minutes
     python benchmarks/protection_report.py --n-per-class 400 --epochs 30 --width 16 \
         --archs resnet18,preact_resnet18,vgg11 --device cuda --out /tmp/report
+    # a strong data-owner model, wider attackers, the basic key (one target, y -> y+1)
+    python benchmarks/protection_report.py --base-width 64 --base-epochs 20 --width 32 \
+        --key basic --eps 1.1 --iters 50 --n-per-class 100 --n-test-per-class 30 --epochs 8
+
+``--key paper`` (default) is the paper's 5-class Horizontal-Concat correspondence; ``basic``
+is the paper's basic encryption with one target per class, ``y -> y+1``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from medcrypt.processing import PGDSettings, TrainSettings
-from medcrypt.processing._evaluation import ProtectionSettings, phantom_protection_report
+from medcrypt.medical import CLASS_NAMES
+from medcrypt.processing import EncryptionKey, PGDSettings, TrainSettings
+from medcrypt.processing._evaluation import (
+    ProtectionSettings,
+    paper_key,
+    phantom_protection_report,
+)
+
+
+def _key(kind: str, pgd: PGDSettings, seed: int) -> EncryptionKey:
+    if kind == "paper":
+        return paper_key(CLASS_NAMES, seed=seed, pgd=pgd)
+    n = len(CLASS_NAMES)
+    return EncryptionKey(
+        class_names=CLASS_NAMES,
+        targets=tuple(((y + 1) % n,) for y in range(n)),
+        combiner="none",
+        combiner_params=((),) * n,
+        pgd=pgd,
+        seed=seed,
+        secret=secrets.token_hex(32),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-test-per-class", type=int, default=60)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--archs", default="resnet18,vgg11")
-    ap.add_argument("--width", type=int, default=8)
+    ap.add_argument("--width", type=int, default=8, help="width of the evaluated models")
+    ap.add_argument("--base-width", type=int, default=None, help="default: --width")
+    ap.add_argument("--base-epochs", type=int, default=None, help="default: --epochs")
+    ap.add_argument("--key", choices=("paper", "basic"), default="paper")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--eps", type=float, default=1.0)
     ap.add_argument("--step", type=float, default=0.1)
@@ -52,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         width=args.width,
         train=TrainSettings(epochs=args.epochs, batch_size=32),
         seed=args.seed,
+        base_width=args.base_width,
+        base_epochs=args.base_epochs,
     )
+    pgd = PGDSettings(eps=args.eps, step=args.step, iters=args.iters)
     t0 = time.perf_counter()
     report = phantom_protection_report(
         n_per_class=args.n_per_class,
@@ -60,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         size=args.size,
         seed=args.seed,
         settings=settings,
-        pgd=PGDSettings(eps=args.eps, step=args.step, iters=args.iters),
+        pgd=pgd,
+        key=_key(args.key, pgd, args.seed),
         device=args.device,
     )
     print(report.to_markdown())
