@@ -32,18 +32,26 @@ from medcrypt.processing import PGDSettings, build_model
 from medcrypt.processing._pgd import prepare_for_pgd, targeted_pgd_l2
 
 
-def _median_seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def _interleaved_medians(
+    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int
+) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin so load changes hit all alike."""
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,16 +85,22 @@ def main(argv: list[str] | None = None) -> int:
         return run
 
     fp32 = settings.model_copy(update={"channels_last": False, "precision": "fp32"})
-    pgd_s = _median_seconds(
-        lambda: targeted_pgd_l2(folded, x, t, settings=fp32), device, args.repeats
-    )
+    cl_model = prepare_for_pgd(model, settings.model_copy(update={"channels_last": True}), device)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
-    folded_s = _median_seconds(passes(folded, x), device, args.repeats)
-    unfolded_s = _median_seconds(passes(model, x), device, args.repeats)
-    cl_model = prepare_for_pgd(model, settings.model_copy(update={"channels_last": True}), device)
-    cl_s = _median_seconds(
-        passes(cl_model, x.contiguous(memory_format=torch.channels_last)), device, args.repeats
+    fns: dict[str, Callable[[], object]] = {
+        "pgd": lambda: targeted_pgd_l2(folded, x, t, settings=fp32),
+        "folded": passes(folded, x),
+        "unfolded": passes(model, x),
+        "channels_last": passes(cl_model, x_cl),
+    }
+    med = _interleaved_medians(fns, device, args.repeats)
+    pgd_s, folded_s, unfolded_s, cl_s = (
+        med["pgd"],
+        med["folded"],
+        med["unfolded"],
+        med["channels_last"],
     )
     print(
         f"device {device} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}; "
@@ -108,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         compiled = torch.compile(folded)
         passes(compiled, x)()
         compile_s = time.perf_counter() - t0
-        comp_s = _median_seconds(passes(compiled, x), device, args.repeats)
+        comp_s = _interleaved_medians({"c": passes(compiled, x)}, device, args.repeats)["c"]
         print(
             f"bare passes, torch.compile       : {comp_s:8.3f} s  ({folded_s / comp_s:.2f}x; "
             f"compiling took {compile_s:.0f} s)"
