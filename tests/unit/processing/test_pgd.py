@@ -104,6 +104,27 @@ def test_bf16_runs_on_cpu_and_stays_in_budget(trained, blobs_test) -> None:  # t
     assert ((out.images - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all()
 
 
+def test_channels_last_is_the_default_and_matches_the_contiguous_layout(
+    trained, blobs_test
+) -> None:  # type: ignore[no-untyped-def]
+    from medcrypt.processing._pgd import prepare_for_pgd, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision(PGDSettings(), cpu) == (False, True)
+    assert resolve_precision(PGDSettings(channels_last=False), cpu) == (False, False)
+    x = torch.from_numpy(blobs_test[0][:6]).unsqueeze(1)
+    t = _other_targets(blobs_test[1][:6], 1)
+    outs = {}
+    for layout in (True, False):
+        settings = PGDSettings(eps=0.5, iters=4, channels_last=layout, precision="fp32")
+        model = prepare_for_pgd(trained, settings)
+        outs[layout] = targeted_pgd_l2(model, x, t, settings=settings)
+    # same attack in either layout, up to float32 summation order
+    assert torch.allclose(outs[True].images, outs[False].images, atol=1e-4)
+    assert torch.equal(outs[True].reached, outs[False].reached)
+    assert outs[True].images.is_contiguous()  # what callers get back is plain NCHW
+
+
 @pytest.mark.gpu
 def test_cuda_bf16_channels_last_reaches_targets(trained, blobs_test) -> None:  # type: ignore[no-untyped-def]
     import copy
