@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -44,15 +43,8 @@ def _key(kind: str, pgd: PGDSettings, seed: int) -> EncryptionKey:
     if kind == "paper":
         return paper_key(CLASS_NAMES, seed=seed, pgd=pgd)
     n = len(CLASS_NAMES)
-    return EncryptionKey(
-        class_names=CLASS_NAMES,
-        targets=tuple(((y + 1) % n,) for y in range(n)),
-        combiner="none",
-        combiner_params=((),) * n,
-        pgd=pgd,
-        seed=seed,
-        secret=secrets.token_hex(32),
-    )
+    next_class = [[(y + 1) % n] for y in range(n)]
+    return EncryptionKey.from_targets(CLASS_NAMES, next_class, combiner="none", seed=seed, pgd=pgd)
 
 
 def main(argv: list[str] | None = None) -> int:
