@@ -173,19 +173,9 @@ class EncryptionKey(StrictModel):
             except ValueError as exc:
                 raise EncryptionKeyError(f"class {names[y]!r}: {exc}") from exc
             params.append(random_params(combiner, k, rng))
-        try:
-            return cls(
-                class_names=names,
-                targets=tuple(targets),
-                combiner=combiner,  # type: ignore[arg-type]
-                combiner_params=tuple(params),
-                pgd=pgd or PGDSettings(),
-                seed=seed,
-                allow_fixed_points=allow_fixed_points,
-                secret=SecretStr(secret if secret is not None else _secrets.token_hex(32)),
-            )
-        except ValidationError as exc:
-            raise EncryptionKeyError(_describe(exc, "generated key")) from None
+        return cls._assemble(
+            "generated key", names, targets, combiner, params, pgd, seed, allow_fixed_points, secret
+        )
 
     @classmethod
     def from_targets(
@@ -209,21 +199,42 @@ class EncryptionKey(StrictModel):
         names = tuple(str(c) for c in class_names)
         rng = np.random.default_rng(seed)
         try:
-            params = tuple(random_params(combiner, len(t), rng) for t in targets)
+            params = [random_params(combiner, len(t), rng) for t in targets]
+            chosen = [tuple(int(v) for v in t) for t in targets]
+        except ValueError as exc:
+            raise EncryptionKeyError(f"given targets: {exc}") from None
+        return cls._assemble(
+            "given targets", names, chosen, combiner, params, pgd, seed, allow_fixed_points, secret
+        )
+
+    @classmethod
+    def _assemble(
+        cls,
+        what: str,
+        names: tuple[str, ...],
+        targets: Sequence[tuple[int, ...]],
+        combiner: str,
+        params: Sequence[tuple[float, ...]],
+        pgd: PGDSettings | None,
+        seed: int,
+        allow_fixed_points: bool,
+        secret: str | None,
+    ) -> EncryptionKey:
+        """Validate and build a key with a fresh secret unless one is given; ``what`` names
+        the request in the :class:`EncryptionKeyError` raised for an invalid one."""
+        try:
             return cls(
                 class_names=names,
-                targets=tuple(tuple(int(v) for v in t) for t in targets),
+                targets=tuple(targets),
                 combiner=combiner,  # type: ignore[arg-type]
-                combiner_params=params,
+                combiner_params=tuple(params),
                 pgd=pgd or PGDSettings(),
                 seed=seed,
                 allow_fixed_points=allow_fixed_points,
                 secret=SecretStr(secret if secret is not None else _secrets.token_hex(32)),
             )
         except ValidationError as exc:
-            raise EncryptionKeyError(_describe(exc, "given targets")) from None
-        except ValueError as exc:
-            raise EncryptionKeyError(f"given targets: {exc}") from None
+            raise EncryptionKeyError(_describe(exc, what)) from None
 
     # -- identity -----------------------------------------------------------------------------
 
