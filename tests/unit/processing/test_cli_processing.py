@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from medcrypt.cli import main
 from medcrypt.medical import decode_png16, encode_png16
@@ -93,22 +93,13 @@ def test_keygen_train_encrypt_end_to_end(tmp_path: Path, blobs, classes) -> None
     assert loaded.class_names == classes and len(loaded.history) == 4
     assert loaded.content_hash in res.output
 
+    def encrypt_slices(key_file: Path, out_dir: Path, *extra: str) -> Result:
+        args = ["-q", "encrypt-slices", "--data", str(data), "--key", str(key_file)]
+        args += ["--model", str(model_path), "--out", str(out_dir), *extra]
+        return runner.invoke(main, args)
+
     out = tmp_path / "enc"
-    res = runner.invoke(
-        main,
-        [
-            "-q",
-            "encrypt-slices",
-            "--data",
-            str(data),
-            "--key",
-            str(key_path),
-            "--model",
-            str(model_path),
-            "--out",
-            str(out),
-        ],
-    )
+    res = encrypt_slices(key_path, out)
     assert res.exit_code == 0, res.output
     written = sorted(p.relative_to(out) for p in out.rglob("*") if p.suffix in (".png", ".npy"))
     inputs = sorted(p.relative_to(data) for p in data.rglob("*") if p.suffix in (".png", ".npy"))
@@ -132,64 +123,18 @@ def test_keygen_train_encrypt_end_to_end(tmp_path: Path, blobs, classes) -> None
     assert key.secret.get_secret_value() not in (out / "summary.json").read_text()
 
     # unlabelled use: labels from the base model's predictions
-    res = runner.invoke(
-        main,
-        [
-            "-q",
-            "encrypt-slices",
-            "--data",
-            str(data),
-            "--key",
-            str(key_path),
-            "--model",
-            str(model_path),
-            "--out",
-            str(tmp_path / "enc2"),
-            "--labels",
-            "predicted",
-            "--format",
-            "npy",
-        ],
-    )
+    res = encrypt_slices(key_path, tmp_path / "enc2", "--labels", "predicted", "--format", "npy")
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "enc2" / "summary.json").read_text())["label_source"] == (
         "predicted"
     )
 
     # refusing: existing outputs, and a key made for other classes
-    res = runner.invoke(
-        main,
-        [
-            "-q",
-            "encrypt-slices",
-            "--data",
-            str(data),
-            "--key",
-            str(key_path),
-            "--model",
-            str(model_path),
-            "--out",
-            str(out),
-        ],
-    )
+    res = encrypt_slices(key_path, out)
     assert res.exit_code == 2 and "--overwrite" in res.output
     other_key = tmp_path / "other.json"
     runner.invoke(main, ["-q", "keygen", "--phantom-classes", "--out", str(other_key)])
-    res = runner.invoke(
-        main,
-        [
-            "-q",
-            "encrypt-slices",
-            "--data",
-            str(data),
-            "--key",
-            str(other_key),
-            "--model",
-            str(model_path),
-            "--out",
-            str(tmp_path / "enc3"),
-        ],
-    )
+    res = encrypt_slices(other_key, tmp_path / "enc3")
     assert res.exit_code == 2
     assert "key has 5 classes, model has 3" in res.output
 
