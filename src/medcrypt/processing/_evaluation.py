@@ -40,6 +40,7 @@ from medcrypt.processing._models import ARCHITECTURES, build_model
 from medcrypt.processing._quantise import dequantise, quantise
 from medcrypt.processing._settings import PGDSettings, resolve_device
 from medcrypt.processing._training import (
+    EpochCallback,
     EpochRecord,
     TrainSettings,
     evaluate_accuracy,
@@ -543,48 +544,44 @@ def evaluate_protection(
     )
     n_classes = len(key.class_names)
     enc_x_test = splits.test_images
+
+    def clean_scores(epoch: int, m: nn.Module) -> dict[str, float]:
+        return {"original_test": evaluate_accuracy(m, x_test, y_test, device=dev)}
+
+    def enc_scores(epoch: int, m: nn.Module) -> dict[str, float]:
+        return {
+            "encrypted_test": evaluate_accuracy(m, enc_x_test, y_test, device=dev),
+            "original_test": evaluate_accuracy(m, x_test, y_test, device=dev),
+        }
+
+    def fit(
+        arch: str, images: np.ndarray, what: str, scores: EpochCallback
+    ) -> tuple[nn.Module, list[EpochRecord]]:
+        """A fresh ``arch`` (same init for clean and encrypted) trained on ``images``."""
+        nonlocal done_units
+        model = build_model(arch, n_classes, width=cfg.width, seed=cfg.seed)
+        hist = train_model(
+            model,
+            images,
+            y_train,
+            seed=cfg.seed,
+            settings=cfg.train,
+            device=dev,
+            progress=_relabel(report, f"{arch} {what}"),
+            on_epoch=scores,
+        )
+        done_units += epochs
+        return model, hist
+
     results = []
     for arch in cfg.archs:
         if reuse and arch == base_arch:
             assert base_clean_history is not None
             clean = [float(v) for v in base_clean_history]
         else:
-            model = build_model(arch, n_classes, width=cfg.width, seed=cfg.seed)
-
-            def clean_scores(epoch: int, m: nn.Module) -> dict[str, float]:
-                return {"original_test": evaluate_accuracy(m, x_test, y_test, device=dev)}
-
-            hist = train_model(
-                model,
-                x_train,
-                y_train,
-                seed=cfg.seed,
-                settings=cfg.train,
-                device=dev,
-                progress=_relabel(report, f"{arch} clean"),
-                on_epoch=clean_scores,
-            )
-            clean = [r.metrics["original_test"] for r in hist]
-            done_units += epochs
-        model = build_model(arch, n_classes, width=cfg.width, seed=cfg.seed)
-
-        def enc_scores(epoch: int, m: nn.Module) -> dict[str, float]:
-            return {
-                "encrypted_test": evaluate_accuracy(m, enc_x_test, y_test, device=dev),
-                "original_test": evaluate_accuracy(m, x_test, y_test, device=dev),
-            }
-
-        hist = train_model(
-            model,
-            splits.train_images,
-            y_train,
-            seed=cfg.seed,
-            settings=cfg.train,
-            device=dev,
-            progress=_relabel(report, f"{arch} encrypted"),
-            on_epoch=enc_scores,
-        )
-        done_units += epochs
+            _, clean_hist = fit(arch, x_train, "clean", clean_scores)
+            clean = [r.metrics["original_test"] for r in clean_hist]
+        model, hist = fit(arch, splits.train_images, "encrypted", enc_scores)
         recall = _recall_per_class(y_test, predict(model, x_test, device=dev), n_classes)
         result = _summarise(
             arch,
