@@ -33,9 +33,11 @@ import torch
 from medcrypt.medical import CLASS_NAMES
 from medcrypt.processing import EncryptionKey, PGDSettings, TrainSettings
 from medcrypt.processing._evaluation import (
+    ProtectionReport,
     ProtectionSettings,
     paper_key,
     phantom_protection_report,
+    phantom_setup,
 )
 
 
@@ -45,6 +47,38 @@ def _key(kind: str, pgd: PGDSettings, seed: int) -> EncryptionKey:
     n = len(CLASS_NAMES)
     next_class = [[(y + 1) % n] for y in range(n)]
     return EncryptionKey.from_targets(CLASS_NAMES, next_class, combiner="none", seed=seed, pgd=pgd)
+
+
+def _eps_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        msg = f"expected numbers separated by commas, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from err
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive budgets, got {text!r}")
+    return values
+
+
+def _sweep_table(reports: list[ProtectionReport]) -> str:
+    """The budget / protection trade-off: one row per eps, final original-test accuracy."""
+    archs = [r.arch for r in reports[0].results]
+    lines = [
+        "| eps | mean PSNR (dB) | mean SSIM | "
+        + " | ".join(f"{a} orig test (final / peak)" for a in archs)
+        + " | bar |",
+        "|---" * (len(archs) + 4) + "|",
+    ]
+    for rep in reports:
+        cells = [
+            f"{rep.pgd.eps:g}",
+            f"{rep.test_perceptual.psnr_mean:.1f}",
+            f"{rep.test_perceptual.ssim_mean:.3f}",
+            *(f"{r.original_test_final:.1%} / {r.original_test_peak:.1%}" for r in rep.results),
+            "met" if rep.passes() else "not met",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base-epochs", type=int, default=None, help="default: --epochs")
     ap.add_argument("--key", choices=("paper", "basic"), default="paper")
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--eps", type=float, default=1.0)
+    ap.add_argument(
+        "--eps",
+        type=_eps_list,
+        default=(1.0,),
+        help="L2 budget; a comma list (1.1,1.6,2.2) sweeps it against one base model",
+    )
     ap.add_argument("--step", type=float, default=0.1)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
@@ -77,29 +116,43 @@ def main(argv: list[str] | None = None) -> int:
         base_width=args.base_width,
         base_epochs=args.base_epochs,
     )
-    pgd = PGDSettings(eps=args.eps, step=args.step, iters=args.iters)
     t0 = time.perf_counter()
-    report = phantom_protection_report(
+    setup = phantom_setup(
         n_per_class=args.n_per_class,
         n_test_per_class=args.n_test_per_class,
         size=args.size,
         seed=args.seed,
         settings=settings,
-        pgd=pgd,
-        key=_key(args.key, pgd, args.seed),
         device=args.device,
     )
-    print(report.to_markdown())
-    print(
-        f"bar (mean PSNR >= 35 dB, enc/clean >= 0.9, orig <= 40%, final): "
-        f"{'MET' if report.passes() else 'NOT met'}; with peak original accuracy: "
-        f"{'MET' if report.passes(peak=True) else 'NOT met'}; "
-        f"wall {time.perf_counter() - t0:.0f} s"
-    )
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "protection_report.json").write_text(report.model_dump_json(indent=2))
-        (args.out / "protection_report.md").write_text(report.to_markdown())
+    reports: list[ProtectionReport] = []
+    for eps in args.eps:
+        t1 = time.perf_counter()
+        pgd = PGDSettings(eps=eps, step=args.step, iters=args.iters)
+        report = phantom_protection_report(
+            seed=args.seed,
+            settings=settings,
+            pgd=pgd,
+            key=_key(args.key, pgd, args.seed),
+            device=args.device,
+            setup=setup,
+        )
+        reports.append(report)
+        print(report.to_markdown())
+        print(
+            f"bar (mean PSNR >= 35 dB, enc/clean >= 0.9, orig <= 40%, final): "
+            f"{'MET' if report.passes() else 'NOT met'}; with peak original accuracy: "
+            f"{'MET' if report.passes(peak=True) else 'NOT met'}; "
+            f"{time.perf_counter() - t1:.0f} s for eps {eps:g}"
+        )
+        if args.out is not None:
+            folder = args.out if len(args.eps) == 1 else args.out / f"eps_{eps:g}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "protection_report.json").write_text(report.model_dump_json(indent=2))
+            (folder / "protection_report.md").write_text(report.to_markdown())
+    if len(reports) > 1:
+        print(_sweep_table(reports))
+    print(f"wall {time.perf_counter() - t0:.0f} s (base model trained once)")
     return 0
 
 

@@ -21,6 +21,7 @@ from medcrypt.processing._evaluation import (
     evaluate_protection,
     paper_key,
     phantom_protection_report,
+    phantom_setup,
 )
 
 
@@ -246,6 +247,33 @@ def test_base_model_is_sized_apart_from_the_evaluated_models(one_thread) -> None
     assert all(not r.baseline_reused_from_base_model for r in report.results)
     assert report.settings.base_width == 6
     assert "base model resnet18 width 6" in report.to_markdown()
+
+
+@pytest.mark.timeout(240)
+def test_a_shared_setup_gives_the_one_shot_report_and_serves_several_budgets(one_thread) -> None:  # type: ignore[no-untyped-def]
+    settings = ProtectionSettings(
+        archs=("resnet18",), width=4, base_width=6, base_epochs=2,
+        train=TrainSettings(epochs=1), seed=0,
+    )  # fmt: skip
+    shape = {"n_per_class": 2, "n_test_per_class": 1, "size": 32, "seed": 0}
+    small, large = PGDSettings(eps=0.3, iters=6), PGDSettings(eps=1.0, iters=6)
+    one_shot = phantom_protection_report(**shape, settings=settings, pgd=small, device="cpu")
+    setup = phantom_setup(**shape, settings=settings, device="cpu")
+    assert setup.x_train.shape == (10, 32, 32) and setup.x_test.shape == (5, 32, 32)
+    assert getattr(setup.base, "width", None) == 6
+    base_weights = {k: v.clone() for k, v in setup.base.state_dict().items()}
+    shared = phantom_protection_report(settings=settings, pgd=small, device="cpu", setup=setup)
+    # Same phantoms, same base model, same seeds: the same report but for the wall time.
+    drop = {"seconds"}
+    assert shared.model_dump(exclude=drop) == one_shot.model_dump(exclude=drop)
+    wider = phantom_protection_report(settings=settings, pgd=large, device="cpu", setup=setup)
+    # The base model is not changed by an evaluation, so a second budget sees the same one.
+    for k, v in setup.base.state_dict().items():
+        assert torch.equal(v, base_weights[k]), k
+    assert wider.base_test_accuracy == shared.base_test_accuracy
+    assert wider.pgd.eps == 1.0 and shared.pgd.eps == 0.3
+    assert wider.test_perceptual.l2_max > shared.test_perceptual.l2_max
+    assert shared.test_perceptual.l2_max <= 0.3 + 1e-4
 
 
 def test_cli_refuses_base_model_shape_with_a_given_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
