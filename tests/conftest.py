@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# No Ray usage-stats collection in tests: it runs background threads that query a Prometheus
+# server the tests do not have, and threads alive during ast.parse trip a CPython 3.11 bug
+# (see tests/test_architecture.py). Set before any test starts Ray; the workers inherit it.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Real BraTS cases, used by path and never copied into the repo (see ../shared/data/README.md).
