@@ -21,37 +21,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
 import torch
+from _timing import interleaved_medians
 from torch import nn
 
 from medcrypt.processing import PGDSettings, build_model
 from medcrypt.processing._pgd import prepare_for_pgd, targeted_pgd_l2
-
-
-def _interleaved_medians(
-    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int
-) -> dict[str, float]:
-    """Median seconds of each function, timed round-robin so load changes hit all alike."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "unfolded": passes(model, x),
         "channels_last": passes(cl_model, x_cl),
     }
-    med = _interleaved_medians(fns, device, args.repeats)
+    med, _ = interleaved_medians(fns, device, args.repeats)
     pgd_s, folded_s, unfolded_s, cl_s = (
         med["pgd"],
         med["folded"],
@@ -122,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         compiled = torch.compile(folded)
         passes(compiled, x)()
         compile_s = time.perf_counter() - t0
-        comp_s = _interleaved_medians({"c": passes(compiled, x)}, device, args.repeats)["c"]
+        comp_s = interleaved_medians({"c": passes(compiled, x)}, device, args.repeats)[0]["c"]
         print(
             f"bare passes, torch.compile       : {comp_s:8.3f} s  ({folded_s / comp_s:.2f}x; "
             f"compiling took {compile_s:.0f} s)"

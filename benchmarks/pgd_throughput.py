@@ -28,13 +28,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
+from _timing import interleaved_medians
 
 from medcrypt.medical import CLASS_NAMES, make_phantom_slices
 from medcrypt.processing import (
@@ -47,30 +45,6 @@ from medcrypt.processing import (
 )
 from medcrypt.processing._evaluation import paper_key
 from medcrypt.processing._pgd import resolve_precision
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed_pair(
-    ours: Callable[[], object], ref: Callable[[], object], device: torch.device, repeats: int
-) -> tuple[float, object, float, object]:
-    """Median seconds and last output of both, timed alternately so load drift hits both."""
-    fns = (ours, ref)
-    for fn in fns:
-        fn()  # warm-up (allocator, cudnn autotune, thread pools)
-    _sync(device)
-    times: tuple[list[float], list[float]] = ([], [])
-    outs: list[object] = [None, None]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            outs[i] = fn()
-            _sync(device)
-            times[i].append(time.perf_counter() - t0)
-    return statistics.median(times[0]), outs[0], statistics.median(times[1]), outs[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     def run_ref() -> list[torch.Tensor]:
         return [atk(x, t[:, k]) for k in range(n_targets)]
 
-    ours_s, ours_out, ref_s, ref_out = _timed_pair(
-        lambda: encryptor.encrypt(images, labels), run_ref, device, args.repeats
+    med, outs = interleaved_medians(
+        {"ours": lambda: encryptor.encrypt(images, labels), "ref": run_ref}, device, args.repeats
     )
+    ours_s, ours_out, ref_s, ref_out = med["ours"], outs["ours"], med["ref"], outs["ref"]
     ours_success = float(np.mean(ours_out.target_success))  # type: ignore[attr-defined]
     with torch.no_grad():
         hits = [
