@@ -5,8 +5,9 @@ eps, step and iteration count (no random start on either side):
 
 * **medcrypt**: ``Encryptor.encrypt`` - every target of every slice in ONE batched PGD
   (one forward/backward per iteration for all rows), parameters frozen, then the key's
-  combiner; channels_last by default (``--channels-last off`` to compare), and on CUDA with
-  ``--paper`` bf16 autocast.
+  combiner; channels_last by default (``--channels-last off`` to compare), and its default
+  ``precision="auto"``: bf16 autocast on CUDA and on CPUs with native bf16 (AMX /
+  AVX512-BF16), fp32 elsewhere (``--precision fp32`` to compare like with like).
 * **torchattacks**: ``PGDL2`` in targeted mode (``set_mode_targeted_by_label``), fp32, called
   once per target position (a batch of slices per call), which is how its API is used.
 
@@ -23,6 +24,7 @@ Usage::
     python benchmarks/pgd_throughput.py                      # CPU, 64x64 phantoms, small ResNet-18
     python benchmarks/pgd_throughput.py --device cuda --paper  # ResNet-18, 320x320, 2 targets,
                                                                # 100 iterations, bf16 vs fp32
+    python benchmarks/pgd_throughput.py --precision fp32      # both sides fp32
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from medcrypt.processing import (
     train_model,
 )
 from medcrypt.processing._evaluation import paper_key
-from medcrypt.processing._pgd import resolve_precision
+from medcrypt.processing._pgd import cpu_has_native_bf16, resolve_precision
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=("auto", "on", "off"),
         default="auto",
         help="medcrypt's memory format (auto: PGDSettings' default for the device)",
+    )
+    ap.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="medcrypt's PGD precision (auto: bf16 on CUDA and on bf16-native CPUs); "
+        "torchattacks always runs fp32",
     )
     args = ap.parse_args(argv)
     if args.threads:
@@ -103,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             device=str(device),
         )
     model.to(device).eval()
-    precision = "bf16" if (args.paper and cuda) else "fp32"
+    precision = args.precision
     settings = PGDSettings(
         eps=args.eps,
         step=args.step,
@@ -150,11 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         f"device {device} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}, "
         f"torchattacks {torchattacks.__version__}"
     )
-    _, layout = resolve_precision(settings, device)
+    bf16, layout = resolve_precision(settings, device)
+    if not cuda:
+        print(f"CPU native bf16 (AMX / AVX512-BF16): {cpu_has_native_bf16()}")
     print(
         f"ResNet-18 width {args.width}, {b} slices of {args.size}x{args.size}, "
         f"{n_targets} targets each, {args.iters} iterations, eps {args.eps}, step {args.step}; "
-        f"medcrypt {precision}{' channels_last' if layout else ''}, "
+        f"medcrypt {'bf16' if bf16 else 'fp32'}{' channels_last' if layout else ''} "
+        f"(precision={precision}), "
         f"torchattacks fp32; median of {args.repeats}, timed alternately"
     )
     ours_rate, ref_rate = b / ours_s, b / ref_s

@@ -25,6 +25,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from _flaky_proxy import FaultPlan, FlakyProxy
 from _ray_cluster import POISON_CASE, encrypt_actor_pids, ray_cluster
 
@@ -32,7 +33,14 @@ from medcrypt.cluster import CaseRecord, QuarantineRecord, RunSummary, run_job
 from medcrypt.cluster._config import JobConfig, job_config_from_mapping, load_job_config
 from medcrypt.errors import ConfigError, EncryptionKeyError, ManifestError, ModelError
 from medcrypt.medical import CLASS_NAMES, decode_png16, load_case_slice, write_phantom_case
-from medcrypt.processing import EncryptionKey, build_model, psnr, save_checkpoint
+from medcrypt.processing import (
+    EncryptionKey,
+    PGDSettings,
+    build_model,
+    compute_summary,
+    psnr,
+    save_checkpoint,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -267,6 +275,8 @@ def test_every_case_once_with_flaky_s3_killed_actor_and_bad_inputs(
         assert rec.key_fingerprint == assets["key"].fingerprint
         assert rec.model_hash == assets["hash"]
         assert rec.pgd["eps"] == EPS and rec.pgd["iters"] == 5
+        # what the PGD ran with on this hardware (precision "auto" resolves by CPU / GPU)
+        assert rec.compute == compute_summary(PGDSettings(**rec.pgd), torch.device("cpu"))
         assert rec.metrics.l2 <= EPS and rec.metrics.within_eps
         # no part of the key's secret mapping: not the combiner, its parameters or the targets
         raw = _get(s3, bucket, f"out-main/{case_id}/record.json").decode()

@@ -129,6 +129,9 @@ class CaseRecord(StrictModel):
     model_hash: str
     model_arch: str
     pgd: dict[str, Any]
+    #: what the PGD ran with: device, dtype ("bf16" / "fp32": ``precision="auto"`` resolves by
+    #: hardware) and memory layout; empty in records written before this field existed
+    compute: dict[str, str | bool] = Field(default_factory=dict)
     metrics: ProtectionMetrics
     outputs: tuple[OutputObject, ...]
     originals: tuple[OutputObject, ...] = ()

@@ -113,6 +113,7 @@ class CaseState:
     label_source: str = "given"
     target_success: float = 0.0
     targets: tuple[int, ...] = ()
+    compute: dict[str, str | bool] = dataclasses.field(default_factory=dict)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     error_stage: str = ""
     error_type: str = ""
@@ -412,6 +413,7 @@ class EncryptActor:
             st.protected = np.asarray(result.images[i], dtype=np.float32)
             st.target_success = float(np.asarray(result.target_success)[i])
             st.targets = tuple(int(t) for t in result.targets[i])
+            st.compute = dict(self.encryptor.compute)
             st.timings["pgd_s"] = share
 
     def _solo(self, status: str, state: CaseState) -> tuple[str, CaseState]:
@@ -565,6 +567,7 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
         model_hash=ctx.model_hash,
         model_arch=ctx.model_arch,
         pgd=dict(ctx.pgd),
+        compute=state.compute,
         metrics=metrics,
         outputs=outputs,
         originals=originals,

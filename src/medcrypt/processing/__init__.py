@@ -43,6 +43,8 @@ from medcrypt.processing._metrics import (
 from medcrypt.processing._models import ARCHITECTURES, Classifier, Normalisation, build_model
 from medcrypt.processing._pgd import (
     PGDOutput,
+    compute_summary,
+    cpu_has_native_bf16,
     enforce_budget,
     prepare_for_pgd,
     project_l2,
@@ -75,6 +77,8 @@ __all__ = [
     "TrainSettings",
     "build_model",
     "combine",
+    "compute_summary",
+    "cpu_has_native_bf16",
     "dequantise",
     "enforce_budget",
     "evaluate_accuracy",

@@ -13,7 +13,7 @@ from torch import nn
 from medcrypt.errors import EncryptionKeyError, ImageFormatError, ModelError
 from medcrypt.processing._combiners import combine
 from medcrypt.processing._keys import EncryptionKey
-from medcrypt.processing._pgd import prepare_for_pgd, targeted_pgd_l2
+from medcrypt.processing._pgd import compute_summary, prepare_for_pgd, targeted_pgd_l2
 from medcrypt.processing._settings import PGDSettings, resolve_device
 from medcrypt.processing._training import predict
 
@@ -92,6 +92,9 @@ class Encryptor:
         # a private inference copy (batch norm folded, on device, channels_last if selected):
         # the caller's model is left as it was
         self.model = prepare_for_pgd(model, self.settings, self.device)
+        #: what PGD runs with here (device, dtype, layout), for records: ``precision="auto"``
+        #: resolves differently on different hardware
+        self.compute: dict[str, str | bool] = compute_summary(self.settings, self.device)
 
     def _batch(self, images: np.ndarray) -> np.ndarray:
         arr = np.asarray(images)

@@ -20,8 +20,10 @@ class PGDSettings(StrictModel):
         iters: number of gradient steps.
         best_iterate: return, per sample, the iterate with the lowest target loss (as the
             paper's code does) instead of the last one.
-        precision: ``"auto"`` uses bf16 autocast on CUDA devices that support it and fp32
-            elsewhere; ``"fp32"`` / ``"bf16"`` force one (bf16 on CPU is allowed but slow).
+        precision: ``"auto"`` uses bf16 autocast on CUDA devices that support it and on
+            CPUs with native bf16 arithmetic (Intel AMX / AVX512-BF16), fp32 elsewhere;
+            ``"fp32"`` / ``"bf16"`` force one (bf16 on a CPU without those instructions
+            is emulated, and slower than fp32). Records say which one ran.
         channels_last: NHWC memory format for model and inputs; ``None`` = on (CPU and
             CUDA alike: on CPU it measured 1.1-1.4x faster forward/input-gradient passes,
             see ``benchmarks/pgd_breakdown.py``); ``False`` forces the contiguous layout.

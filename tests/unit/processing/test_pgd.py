@@ -104,14 +104,66 @@ def test_bf16_runs_on_cpu_and_stays_in_budget(trained, blobs_test) -> None:  # t
     assert ((out.images - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all()
 
 
+def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from medcrypt.processing import _pgd
+
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(_pgd, "cpu_has_native_bf16", lambda native=native: native)
+        assert _pgd.resolve_precision(PGDSettings(), cpu) == (native, True)
+        # an explicit choice wins over the hardware rule
+        assert _pgd.resolve_precision(PGDSettings(precision="fp32"), cpu)[0] is False
+        assert _pgd.resolve_precision(PGDSettings(precision="bf16"), cpu)[0] is True
+        summary = _pgd.compute_summary(PGDSettings(), cpu)
+        assert summary == {"device": "cpu", "dtype": "bf16" if native else "fp32",
+                           "channels_last": True}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ("fpu sse2 avx2 fma", False),  # e.g. AMD Zen 3: bf16 would be emulated
+        ("fpu avx512f avx512_bf16 avx512_vnni", True),  # Cooper Lake, Zen 4
+        ("fpu avx512f amx_tile amx_bf16 amx_int8", True),  # Sapphire Rapids
+        ("fpu avx512f avx512bw", False),  # AVX-512 without bf16 instructions
+    ],
+)
+def test_cpuinfo_flags_decide_native_bf16(flags: str, expected: bool) -> None:
+    from medcrypt.processing._pgd import _cpuinfo_has_bf16
+
+    text = f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\n"
+    assert _cpuinfo_has_bf16(text) is expected
+    assert _cpuinfo_has_bf16("processor\t: 0\n") is False  # no flags line at all
+
+
+def test_bf16_pgd_reaches_targets_as_often_as_fp32(trained, blobs_test) -> None:  # type: ignore[no-untyped-def]
+    from medcrypt.processing._pgd import prepare_for_pgd
+
+    x = torch.from_numpy(blobs_test[0][:24]).unsqueeze(1)
+    t = _other_targets(blobs_test[1][:24], 1)
+    rates, losses = {}, {}
+    for precision in ("fp32", "bf16"):
+        settings = PGDSettings(eps=1.0, step=0.1, iters=15, precision=precision)
+        out = targeted_pgd_l2(prepare_for_pgd(trained, settings), x, t, settings=settings)
+        assert ((out.images - x).flatten(1).norm(dim=1) <= 1.0 + 1e-5).all()
+        with torch.no_grad():  # judged by the fp32 model, whatever precision attacked it
+            logits = trained.eval()(out.images)
+        rates[precision] = (logits.argmax(1) == t).float().mean().item()
+        losses[precision] = torch.nn.functional.cross_entropy(logits, t).item()
+    assert rates["fp32"] >= 0.5  # the attack does something to compare
+    assert rates["bf16"] >= rates["fp32"] - 0.1
+    assert losses["bf16"] <= losses["fp32"] * 1.25 + 0.05
+
+
 def test_channels_last_is_the_default_and_matches_the_contiguous_layout(
     trained, blobs_test
 ) -> None:  # type: ignore[no-untyped-def]
-    from medcrypt.processing._pgd import prepare_for_pgd, resolve_precision
+    from medcrypt.processing._pgd import cpu_has_native_bf16, prepare_for_pgd, resolve_precision
 
     cpu = torch.device("cpu")
-    assert resolve_precision(PGDSettings(), cpu) == (False, True)
-    assert resolve_precision(PGDSettings(channels_last=False), cpu) == (False, False)
+    native = cpu_has_native_bf16()
+    assert resolve_precision(PGDSettings(), cpu) == (native, True)
+    assert resolve_precision(PGDSettings(channels_last=False), cpu) == (native, False)
     x = torch.from_numpy(blobs_test[0][:6]).unsqueeze(1)
     t = _other_targets(blobs_test[1][:6], 1)
     outs = {}
