@@ -1,4 +1,4 @@
-"""The benchmarks' own argument checks: a bad budget list is refused before any work."""
+"""The benchmarks' own argument checks (bad input is refused before any work), and a tiny run."""
 
 from __future__ import annotations
 
@@ -28,3 +28,22 @@ def test_protection_report_refuses_a_bad_eps_list(eps: str, message: str) -> Non
     )
     assert res.returncode == 2, res.stderr
     assert "argument --eps" in res.stderr and message in res.stderr
+
+
+def test_bf16_passes_refuses_a_bad_config_and_times_a_tiny_one() -> None:
+    script = str(ROOT / "benchmarks" / "bf16_passes.py")
+    bad = subprocess.run(
+        [sys.executable, script, "--configs", "8x64"], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and "expected WIDTHxSIZExROWS, got '8x64'" in bad.stderr
+    ok = subprocess.run(
+        [sys.executable, script, "--threads", "1", "--repeats", "1", "--configs", "4x32x4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ok.returncode == 0, ok.stderr
+    line = ok.stdout.strip().splitlines()[-1]
+    assert "width   4,   4 rows of 32x32" in line and "ratio" in line
+    cosine = float(line.rsplit("gradient cosine", 1)[1])
+    assert cosine > 0.9  # bf16 input gradients point where fp32 ones do
