@@ -222,7 +222,8 @@ def _finite(x: float) -> float | None:
     default="auto",
     show_default=True,
     type=click.Choice(["auto", "fp32", "bf16"]),
-    help="auto = bf16 autocast on CUDA, fp32 on CPU.",
+    help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), "
+    "fp32 elsewhere.",
 )
 @click.option(
     "--out",
