@@ -5,8 +5,9 @@ Prints two things:
 1. **throughput ratio** = end-to-end cases/s of ``run_job`` (fetch -> PGD actor -> write, on
    local folders) divided by PGD-only cases/s (the same slices, already in memory, through the
    same ``Encryptor`` with the same batch size and the same one CPU thread the actor gets).
-   Goal >= 0.9. Reported for the whole run (including Ray start-up of actors and workers) and
-   for the steady state (first to last finished case).
+   Goal >= 0.9. Reported for the whole run (including Ray start-up of actors and workers),
+   next to the actor's own PGD rate, and the wall time split into the actor's PGD seconds and
+   the rest (start-up, the last writes, any IO not hidden behind PGD).
 2. **driver peak RSS** of ``run_job`` at 100 vs 1,000 cases, each in a fresh driver process
    (``VmHWM``), with cheap PGD (1 iteration) so the 1,000-case run stays short. Goal: flat.
 
@@ -139,29 +140,30 @@ def pgd_only(root: Path, n: int, iters: int, batch: int) -> tuple[float, int]:
         ray.shutdown()
 
 
-def end_to_end(root: Path, n: int, iters: int, batch: int) -> tuple[float, float]:
-    """(whole-run cases/s, steady-state cases/s) of run_job on a fresh dest."""
+def end_to_end(root: Path, n: int, iters: int, batch: int) -> tuple[float, float, float]:
+    """(whole-run cases/s, the actor's PGD cases/s, wall seconds) of run_job on a fresh dest.
+
+    The actor's rate comes from the job's own accounting (the sum of its per-batch PGD
+    seconds). There is no "steady state" figure: output timestamps (progress callbacks, or
+    the records' write times) arrive in bursts, because Ray Data runs the write tasks behind
+    the actor and they catch up in bursts, so windows between them measure that catch-up, not
+    throughput (they once gave an impossible 2x PGD alone).
+    """
     import ray
 
     from medcrypt.cluster import run_job
 
     manifest = _archive(root, n, n)
-    stamps: list[tuple[float, int]] = []
-
-    def progress(done: int, total: int | None, what: str) -> None:
-        if done:
-            stamps.append((time.perf_counter(), done))
-
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         dest = f"dest-e2e-{time.time_ns()}"
-        summary = run_job(_config(root, manifest, dest, iters, batch), progress=progress)
+        summary = run_job(_config(root, manifest, dest, iters, batch))
     finally:
         ray.shutdown()
     assert summary.done == n, summary
-    (t0, d0), (t1, d1) = stamps[0], stamps[-1]
-    steady = (d1 - d0) / (t1 - t0) if t1 > t0 else float("nan")
-    return summary.done / summary.wall_s, steady
+    pgd_s = summary.stage_totals.pgd_s
+    inside = n / pgd_s if pgd_s > 0 else float("nan")
+    return summary.done / summary.wall_s, inside, summary.wall_s
 
 
 _CHILD = """
@@ -205,15 +207,22 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     print(f"workdir {root}; cpus {os.cpu_count()}; loadavg {os.getloadavg()}")
     if not args.skip_throughput:
-        whole, steady = end_to_end(root, args.cases, args.iters, args.batch)
+        whole, inside, wall = end_to_end(root, args.cases, args.iters, args.batch)
         pgd, threads = pgd_only(root, args.cases, args.iters, args.batch)
         print(
             f"{args.cases} cases, PGD {args.iters} iters, batch {args.batch}, 64x64 slices, "
             f"resnet18 width {WIDTH}, 1 actor"
         )
         print(f"PGD only           {pgd:8.3f} cases/s   (in a 1-CPU Ray task, {threads} thread(s))")
-        print(f"end to end (whole) {whole:8.3f} cases/s   ratio {whole / pgd:.2f}")
-        print(f"end to end (steady){steady:8.3f} cases/s   ratio {steady / pgd:.2f}  (goal >= 0.9)")
+        print(
+            f"PGD inside the job {inside:8.3f} cases/s   ratio {inside / pgd:.2f} "
+            "(the actor's own PGD seconds)"
+        )
+        print(f"end to end (whole) {whole:8.3f} cases/s   ratio {whole / pgd:.2f}  (goal >= 0.9)")
+        print(
+            f"wall {wall:.1f} s = {args.cases / inside:.1f} s of PGD in the actor + "
+            f"{wall - args.cases / inside:.1f} s of start-up, the last writes and any IO not hidden"
+        )
     for n in (int(x) for x in args.memory_cases.split(",") if x):
         m = driver_memory(root, n)
         print(
