@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pydicom
-import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_rescale
@@ -50,6 +49,11 @@ def format_ds(value: float | np.floating[Any]) -> str:
 
 
 def _series_files(folder: Path, *, case_id: str | None) -> list[str]:
+    # imported here: SimpleITK is a 50 MB native package needed only to read DICOM series,
+    # and the rest of medcrypt (PGD, phantoms, writers) runs without it, e.g. on a GPU box
+    # whose image lacks it
+    import SimpleITK as sitk
+
     try:
         ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError as exc:
