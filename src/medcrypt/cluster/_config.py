@@ -353,7 +353,7 @@ _HELP: dict[tuple[str, ...], str] = {
     ("pgd", "iters"): "PGD iterations",
     ("pgd", "best_iterate"): "keep the iterate with the lowest target loss, not the last",
     ("pgd", "precision"): "auto (bf16 on capable GPUs and bf16-native CPUs), fp32 or bf16",
-    ("pgd", "channels_last"): "NHWC memory format (default: on with CUDA only)",
+    ("pgd", "channels_last"): "NHWC memory format (default: on, CPU and CUDA alike)",
 }
 
 
