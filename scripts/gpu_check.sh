@@ -13,7 +13,7 @@
 # wheels below on top: SimpleITK, ray and boto3 are not imported by them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WHEELS=.gpu-wheels
+WHEELS=${GPU_CHECK_WHEELS:-.gpu-wheels}
 PY=${PYTHON:-python3}
 PINS=(pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
   typing_extensions==4.16.0 nibabel==5.4.2 pydicom==3.0.2 torchattacks==3.5.1)
@@ -26,12 +26,12 @@ if [ "${1:-}" = "--prepare" ]; then
   exit 0
 fi
 
-if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
-  echo "gpu_check: the carried wheels are for Python 3.12, this is $("$PY" -V)" >&2
-  exit 2
-fi
 if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
   echo "gpu_check: no wheels in $WHEELS; run 'bash scripts/gpu_check.sh --prepare' first" >&2
+  exit 2
+fi
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+  echo "gpu_check: the carried wheels are for Python 3.12, this is $("$PY" -V)" >&2
   exit 2
 fi
 OUT=${OUT:-gpu-out}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,30 @@ def test_bf16_passes_refuses_a_bad_config_and_times_a_tiny_one() -> None:
     assert "width   4,   4 rows of 32x32" in line and "ratio" in line
     cosine = float(line.rsplit("gradient cosine", 1)[1])
     assert cosine > 0.9  # bf16 input gradients point where fp32 ones do
+
+
+def test_protection_levers_refuses_an_unknown_key_before_training() -> None:
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "protection_levers.py"), "--keys", "basic,x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 1
+    assert "unknown key 'x': expected basic, paper, paper-region or permA-B-.." in res.stderr
+    assert "base " not in res.stdout  # refused before any base model was trained
+
+
+def test_gpu_check_refuses_missing_wheels_and_a_wrong_python(tmp_path: Path) -> None:
+    script = str(ROOT / "scripts" / "gpu_check.sh")
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_WHEELS": str(tmp_path)}
+    res = subprocess.run(["bash", script], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 2
+    assert f"no wheels in {tmp_path}; run 'bash scripts/gpu_check.sh --prepare' first" in res.stderr
+    if sys.version_info[:2] == (3, 12):
+        return  # the wheels' own Python: the version check has nothing to refuse
+    (tmp_path / "pkg-1.0-py3-none-any.whl").write_bytes(b"")
+    res = subprocess.run(["bash", script], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 2
+    version = ".".join(map(str, sys.version_info[:3]))
+    assert f"the carried wheels are for Python 3.12, this is Python {version}" in res.stderr
