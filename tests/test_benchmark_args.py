@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import nibabel as nib
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +79,39 @@ def test_gpu_check_refuses_missing_wheels_and_a_wrong_python(tmp_path: Path) -> 
     assert res.returncode == 2
     version = ".".join(map(str, sys.version_info[:3]))
     assert f"the carried wheels are for Python 3.12, this is Python {version}" in res.stderr
+
+
+def _load_benchmark(name: str) -> object:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_protection_brats_labels_slices_by_the_segmentation(brats_cases: list[Path]) -> None:
+    bench: Any = _load_benchmark("protection_brats")
+    case = brats_cases[0]
+    x, y = bench.case_slices(case, size=32, min_area=100, min_brain=3000)
+    # The same rule, counted straight from the files: brain >= 3000 px, tumour 0 or > 100 px.
+    seg: Any = nib.load(case / "OTMultiClass.nii.gz")
+    mask: Any = nib.load(case / "brainmask.nii.gz")
+    area = (np.asarray(seg.dataobj) > 0).sum((0, 1))
+    brain = (np.asarray(mask.dataobj) > 0).sum((0, 1))
+    kept = (brain >= 3000) & ~((area > 0) & (area <= 100))
+    assert x.shape == (int(kept.sum()), 32, 32) and x.dtype == np.float32
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    np.testing.assert_array_equal(y, (area[kept] > 100).astype(np.int64))
+    assert 0 < y.sum() < len(y)  # both classes present in a real case
+
+
+def test_protection_brats_refuses_a_folder_without_cases(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "protection_brats.py"), "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 1
+    assert f"{tmp_path}: need at least two BraTS case folders, found 0" in res.stderr
