@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _rows import arch_scores
 from skimage.transform import resize
 
 from medcrypt.medical import read_volume
@@ -93,14 +94,7 @@ def _row(fold: str, eps: float, chance: float, base_acc: float, r: Any) -> dict[
         "base": round(base_acc, 3),
         "s": round(r.seconds),
     }
-    for a in r.results:
-        row[a.arch] = {
-            "clean": round(a.clean_final, 3),
-            "enc": round(a.encrypted_test_final, 3),
-            "orig": round(a.original_test_final, 3),
-            "orig_peak": round(a.original_test_peak, 3),
-            "recall": [None if v is None else round(v, 3) for v in a.original_test_recall],
-        }
+    row.update(arch_scores(r))
     return row
 
 

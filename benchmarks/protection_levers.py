@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _rows import arch_scores
 from torch import nn
 
 import medcrypt.medical._phantoms as phantoms
@@ -182,14 +183,7 @@ def _row(key: str, base: str, r: ProtectionReport, seconds: float) -> dict[str, 
         "target_success": round(r.train_perceptual.target_success, 3),
         "s": round(seconds),
     }
-    for a in r.results:
-        row[a.arch] = {
-            "clean": round(a.clean_final, 3),
-            "enc": round(a.encrypted_test_final, 3),
-            "orig": round(a.original_test_final, 3),
-            "orig_peak": round(a.original_test_peak, 3),
-            "recall": [None if v is None else round(v, 3) for v in a.original_test_recall],
-        }
+    row.update(arch_scores(r))
     return row
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -89,7 +90,10 @@ def _load_benchmark(name: str) -> object:
     return module
 
 
-def test_protection_brats_labels_slices_by_the_segmentation(brats_cases: list[Path]) -> None:
+def test_protection_brats_labels_slices_by_the_segmentation(
+    brats_cases: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as running it as a script does
     bench: Any = _load_benchmark("protection_brats")
     case = brats_cases[0]
     x, y = bench.case_slices(case, size=32, min_area=100, min_brain=3000)
@@ -115,3 +119,25 @@ def test_protection_brats_refuses_a_folder_without_cases(tmp_path: Path) -> None
     )
     assert res.returncode == 1
     assert f"{tmp_path}: need at least two BraTS case folders, found 0" in res.stderr
+
+
+def test_protection_brats_runs_one_tiny_fold(brats_cases: list[Path]) -> None:
+    tiny = "--folds 1 --eps 1.1 --base-epochs 1 --epochs 1 --iters 2 --size 32 --width 4"
+    script = str(ROOT / "benchmarks" / "protection_brats.py")
+    data = str(brats_cases[0].parent)
+    res = subprocess.run(
+        [sys.executable, script, *tiny.split(), "--base-width", "4", "--data", data],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1 and rows[0]["held_out"] == brats_cases[1].name
+    # An L2 budget of 1.1 on 32x32 pixels in [0, 1] bounds the mean PSNR from below.
+    assert rows[0]["psnr"] >= 10 * np.log10(32 * 32 / 1.1**2)
+    for arch in ("resnet18", "vgg11"):
+        scores = rows[0][arch]
+        assert all(0.0 <= scores[k] <= 1.0 for k in ("clean", "enc", "orig", "orig_peak"))
+        assert len(scores["recall"]) == 2
+    assert "| 1.1 |" in res.stdout.splitlines()[-2]
