@@ -18,6 +18,13 @@ Levers (combine freely; each ``--keys`` entry is evaluated against every base li
   ``paper-region`` = the paper's key with each target's PGD restricted to the strip of the
   image it ends up in, at budget ``eps * sqrt(strip share)`` (the strips then add up to at
   most eps).
+* ``--universal N``: a class-wise component. For every target ``t``, one perturbation
+  ``u_t`` (L2 <= eps) is fitted over all training phantoms that the key sends to ``t``
+  (N normalised steps on their mean target loss, the universal adversarial perturbation
+  idea); each image starts its per-sample PGD at ``x + u_t``, and the released image is
+  projected back onto the eps-ball around ``x``. ``--refine 0`` releases ``x + u_t`` alone.
+  Only for one-target keys (``basic``, ``permA-B-..``). Test images get the ``u_t`` fitted on
+  the training split (the key's owner fits them once).
 * ``--atypical P``: share of phantoms at an atypical site (default 0.15). Changes the data,
   not the method: a diagnostic of how much the tumour site decides the protection.
 
@@ -26,6 +33,7 @@ Usage::
     python benchmarks/protection_levers.py --base-archs resnet18,vgg11,preact_resnet18 \\
         --keys basic,paper --precision fp32
     python benchmarks/protection_levers.py --input-shift 3 --keys basic --precision fp32
+    python benchmarks/protection_levers.py --universal 100 --keys basic
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -117,7 +125,7 @@ class _RegionEncryptor(Encryptor):
                 budgets.append(cfg.eps * np.sqrt((hi - lo) / w))
         originals = torch.from_numpy(arr).unsqueeze(1)
         x0 = originals[torch.tensor(rows)].contiguous(memory_format=torch.channels_last)
-        t = torch.tensor(targets)
+        goal = torch.tensor(targets)
         m = torch.from_numpy(np.stack(masks)).unsqueeze(1)
         e = torch.tensor(budgets, dtype=torch.float32).view(-1, 1, 1, 1)
         x, best = x0.clone(), x0.clone()
@@ -129,7 +137,7 @@ class _RegionEncryptor(Encryptor):
             x.requires_grad_(True)
             with autocast:
                 logits = self.model(x)
-            loss = nn.functional.cross_entropy(logits.float(), t, reduction="none")
+            loss = nn.functional.cross_entropy(logits.float(), goal, reduction="none")
             last = it == cfg.iters
             grad = None if last else torch.autograd.grad(loss.sum(), x)[0]
             with torch.no_grad():
@@ -143,7 +151,7 @@ class _RegionEncryptor(Encryptor):
                 d = project_l2(x.detach() - cfg.step * g - x0, e)  # type: ignore[arg-type]
                 x = (x0 + d).clamp(0.0, 1.0)
         with torch.no_grad():
-            hit = (self.model(best).argmax(1) == t).numpy()
+            hit = (self.model(best).argmax(1) == goal).numpy()
         released = originals.clone().index_add_(
             0, torch.tensor(rows), ((best - x0) * m).contiguous()
         )
@@ -155,7 +163,67 @@ class _RegionEncryptor(Encryptor):
             l2=np.sqrt((diff**2).reshape(b, -1).sum(1)),
             linf=np.abs(diff).reshape(b, -1).max(1),
             target_success=np.array([hit[rows_a == i].mean() for i in range(b)]),
-            targets=[list(self.key.targets[int(c)]) for c in y],
+            targets=[tuple(self.key.targets[int(c)]) for c in y],
+        )
+
+
+def fit_universal(
+    model: nn.Module,
+    key: EncryptionKey,
+    images: np.ndarray,
+    labels: np.ndarray,
+    pgd: PGDSettings,
+    iters: int,
+    bf16: bool,
+) -> dict[int, torch.Tensor]:
+    """One (1, 1, H, W) perturbation per target, fitted on the images the key sends there."""
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    out: dict[int, torch.Tensor] = {}
+    model.eval().requires_grad_(False)
+    for t in sorted({int(v) for ts in key.targets for v in ts}):
+        sources = [c for c in range(key.num_classes) if t in key.targets[c]]
+        x = torch.from_numpy(images[np.isin(labels, sources)]).unsqueeze(1)
+        target = torch.full((len(x),), t)
+        u = torch.zeros((1, 1, *x.shape[2:]))
+        for _ in range(iters):
+            u.requires_grad_(True)
+            with autocast:
+                logits = model((x + u).clamp(0.0, 1.0))
+            loss = nn.functional.cross_entropy(logits.float(), target)
+            (g,) = torch.autograd.grad(loss, u)
+            with torch.no_grad():
+                u = project_l2(u.detach() - pgd.step * g / _norms(g).clamp_min(1e-12), pgd.eps)
+        with torch.no_grad(), autocast:
+            hit = (model((x + u).clamp(0.0, 1.0)).argmax(1) == t).float().mean().item()
+        print(f"universal u_{t}: {len(x)} images, |u| {_norms(u).item():.3f}, hits {hit:.3f}")
+        out[t] = u
+    return out
+
+
+class _UniversalEncryptor(Encryptor):
+    """One-target keys only: per-sample PGD starts at ``x + u_t`` (see ``--universal``)."""
+
+    universal: ClassVar[dict[int, torch.Tensor]] = {}
+    refine: ClassVar[bool] = True
+
+    def encrypt(self, images: np.ndarray, labels: Sequence[int] | np.ndarray) -> EncryptionResult:
+        arr = self._batch(images)
+        y = np.asarray(labels, dtype=np.int64)
+        t = [int(self.key.targets[int(c)][0]) for c in y]
+        x0 = torch.from_numpy(arr).unsqueeze(1)
+        start = (x0 + torch.cat([self.universal[v] for v in t])).clamp(0.0, 1.0)
+        if self.refine:
+            start = torch.from_numpy(super().encrypt(start[:, 0].numpy(), y).images).unsqueeze(1)
+        out = enforce_budget(x0, start, self.settings.eps)
+        with torch.no_grad():
+            hit = (self.model(out).argmax(1) == torch.tensor(t)).numpy()
+        diff = out[:, 0].numpy().astype(np.float64) - arr
+        return EncryptionResult(
+            images=out[:, 0].numpy().astype(np.float32),
+            l2=np.sqrt((diff**2).reshape(len(arr), -1).sum(1)),
+            linf=np.abs(diff).reshape(len(arr), -1).max(1),
+            target_success=hit.astype(np.float64),
+            targets=[(v,) for v in t],
         )
 
 
@@ -196,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--input-shift", type=int, default=0)
     ap.add_argument("--keys", default="basic")
+    ap.add_argument("--universal", type=int, default=0, help="steps fitting u_t (0 = off)")
+    ap.add_argument("--refine", type=int, choices=(0, 1), default=1)
     ap.add_argument("--atypical", type=float, default=None)
     ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     ap.add_argument("--threads", type=int, default=1)
@@ -203,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     pgd = PGDSettings(eps=args.eps, step=0.1, iters=args.iters, precision=args.precision)
     keys = [(name, _key(name, pgd)) for name in args.keys.split(",")]  # refuse bad names first
+    if args.universal and any(len(t) != 1 for _, k in keys for t in k.targets):
+        raise SystemExit("--universal takes one-target keys only (basic, permA-B-..)")
     if args.atypical is not None:
         phantoms._ATYPICAL_P = args.atypical  # the diagnostic: phantoms with weaker site cues
     x_tr, y_tr = make_phantom_slices(100, size=64, seed=0)
@@ -231,6 +303,23 @@ def main(argv: list[str] | None = None) -> int:
             evaluation.Encryptor = _RegionEncryptor if name == "paper-region" else Encryptor  # type: ignore[misc]
             for base_name, base in bases:
                 start = time.perf_counter()
+                if args.universal:
+                    compute = Encryptor(base, key, device="cpu", settings=pgd).compute
+                    bf16 = compute["dtype"] == "bf16"
+                    _UniversalEncryptor.universal = fit_universal(
+                        base, key, x_tr, y_tr, pgd, args.universal, bf16
+                    )
+                    _UniversalEncryptor.refine = bool(args.refine)
+                    evaluation.Encryptor = _UniversalEncryptor  # type: ignore[misc]
+                    # the lever first; the plain key against the same base follows below
+                    r = evaluate_protection(
+                        base, key, x_tr, y_tr, x_te, y_te, settings=cfg, pgd=pgd, device="cpu"
+                    )
+                    label = f"{name}+universal{args.universal}" + ("" if args.refine else "-only")
+                    row = _row(label, base_name, r, time.perf_counter() - start)
+                    print(json.dumps(row), flush=True)
+                    evaluation.Encryptor = Encryptor  # type: ignore[misc]
+                    start = time.perf_counter()
                 r = evaluate_protection(
                     base, key, x_tr, y_tr, x_te, y_te, settings=cfg, pgd=pgd, device="cpu"
                 )

@@ -67,6 +67,19 @@ def test_protection_levers_refuses_an_unknown_key_before_training() -> None:
     assert "base " not in res.stdout  # refused before any base model was trained
 
 
+def test_protection_levers_refuses_universal_with_a_two_target_key() -> None:
+    script = str(ROOT / "benchmarks" / "protection_levers.py")
+    res = subprocess.run(
+        [sys.executable, script, "--universal", "5", "--keys", "basic,paper"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 1
+    assert "--universal takes one-target keys only (basic, permA-B-..)" in res.stderr
+    assert "base " not in res.stdout
+
+
 def test_gpu_check_refuses_missing_wheels_and_a_wrong_python(tmp_path: Path) -> None:
     script = str(ROOT / "scripts" / "gpu_check.sh")
     env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_WHEELS": str(tmp_path)}
