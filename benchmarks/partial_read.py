@@ -24,7 +24,9 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -66,6 +68,14 @@ def _full(image: Path, mask: Path) -> Slice:
     return extract_slice(vol, choice, case_id="bench")
 
 
+def _plane(image: Path, axis: int, index: int) -> np.ndarray:
+    return np.array(open_image(image).read_plane(axis, index))
+
+
+def _volume(image: Path) -> np.ndarray:
+    return np.array(open_image(image).read_all())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -80,7 +90,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="medcrypt-bench-") as tmp:
         for case in cases:
             gz, gz_mask = case / IMAGE, case / MASK
-            img, msk = nib.load(gz), nib.load(gz_mask)
+            img: Any = nib.load(gz)
+            msk: Any = nib.load(gz_mask)
             data = np.asarray(img.dataobj)
             plain, plain_mask = Path(tmp) / f"{case.name}.nii", Path(tmp) / f"{case.name}_m.nii"
             nib.save(nib.Nifti1Image(data, img.affine, img.header), plain)
@@ -94,19 +105,14 @@ def main() -> None:
                 write_dicom_series(data, img.affine, series, uid_entropy=[case.name])
                 storages.append(("DICOM series", series, gz_mask))
             for label, image, mask in storages:
-                t_part, s_part = _median_time(lambda i=image, m=mask: _partial(i, m), args.repeats)
-                t_full, s_full = _median_time(lambda i=image, m=mask: _full(i, m), args.repeats)
+                t_part, s_part = _median_time(partial(_partial, image, mask), args.repeats)
+                t_full, s_full = _median_time(partial(_full, image, mask), args.repeats)
                 assert isinstance(s_part, Slice) and isinstance(s_full, Slice)
                 if s_part.choice != s_full.choice or not np.array_equal(s_part.array, s_full.array):
                     raise SystemExit(f"{case.name} {label}: partial and full reads disagree")
                 ax, k = s_part.choice.axis, s_part.choice.stored_index
-                t_plane, _ = _median_time(
-                    lambda i=image, a=ax, k=k: np.array(open_image(i).read_plane(a, k)),
-                    args.repeats,
-                )
-                t_vol, _ = _median_time(
-                    lambda i=image: np.array(open_image(i).read_all()), args.repeats
-                )
+                t_plane, _ = _median_time(partial(_plane, image, ax, k), args.repeats)
+                t_vol, _ = _median_time(partial(_volume, image), args.repeats)
                 rows.append((case.name, label, t_part, t_full, t_plane, t_vol))
     print(
         f"{'case':22s} {'storage':22s} {'case: partial':>13s} {'full':>7s} {'speed-up':>8s}"

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bare passes, folded channels_last: {cl_s:8.3f} s  ({folded_s / cl_s:.2f}x)")
     if args.compile:
         t0 = time.perf_counter()
-        compiled = torch.compile(folded)
+        compiled: nn.Module = torch.compile(folded)  # type: ignore[assignment]
         passes(compiled, x)()
         compile_s = time.perf_counter() - t0
         comp_s = interleaved_medians({"c": passes(compiled, x)}, device, args.repeats)[0]["c"]

@@ -148,9 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     ours_s, ours_out, ref_s, ref_out = med["ours"], outs["ours"], med["ref"], outs["ref"]
     ours_success = float(np.mean(ours_out.target_success))  # type: ignore[attr-defined]
     with torch.no_grad():
+        ref_adv: list[torch.Tensor] = ref_out  # type: ignore[assignment]
         hits = [
             (predict(ref_model, adv, device=str(device)) == targets[:, k])
-            for k, adv in enumerate(ref_out)  # type: ignore[arg-type]
+            for k, adv in enumerate(ref_adv)
         ]
     ref_success = float(np.mean(np.concatenate(hits)))
 

@@ -135,7 +135,8 @@ def pgd_only(root: Path, n: int, iters: int, batch: int) -> tuple[float, int]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         runner = ray.remote(num_cpus=1)(_pgd_only_here)
-        return tuple(ray.get(runner.remote(root, n, iters, batch), timeout=3600))  # type: ignore[return-value]
+        rate, threads = ray.get(runner.remote(root, n, iters, batch), timeout=3600)
+        return float(rate), int(threads)
     finally:
         ray.shutdown()
 

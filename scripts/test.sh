@@ -10,5 +10,5 @@ if ! command -v dciodvfy >/dev/null 2>&1 || ! command -v dcmdump >/dev/null 2>&1
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dicom3tools dcmtk >/dev/null
 fi
 echo "== ruff"; ruff check src tests benchmarks; ruff format --check src tests benchmarks
-echo "== mypy"; mypy
+echo "== mypy"; mypy; mypy benchmarks
 echo "== pytest"; pytest "$@"
