@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,3 +33,23 @@ def test_ray_submit_script_runs_encrypt() -> None:
         text=True,
     )
     assert bad.returncode != 0 and "error" in bad.stderr.lower()
+
+
+def _commands(cmd: click.Command, path: str) -> list[tuple[str, click.Command]]:
+    if isinstance(cmd, click.Group):
+        return [c for name, sub in cmd.commands.items() for c in _commands(sub, f"{path} {name}")]
+    return [(path, cmd)]
+
+
+def test_every_cli_option_says_what_it_does() -> None:
+    from medcrypt.cli import main
+
+    found = _commands(main, "medcrypt")
+    assert len(found) >= 10  # the walk reached the subcommands, not just the group
+    bare = [
+        f"{path} {p.opts[0]}"
+        for path, cmd in found
+        for p in cmd.params
+        if isinstance(p, click.Option) and not (p.help and p.help.strip())
+    ]
+    assert bare == [], f"options without --help text: {bare}"

@@ -133,8 +133,14 @@ def discover_cmd(source: str, layout: str, out: str, prefix: str, endpoint_url: 
     show_default=True,
     help="Folder for the phantom archive, the protected outputs and the demo's secrets.",
 )
-@click.option("--cases", type=click.IntRange(2, 200), default=12, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--cases",
+    type=click.IntRange(2, 200),
+    default=12,
+    show_default=True,
+    help="Phantom cases in the demo archive.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the phantom archive.")
 def demo_cmd(out: Path, cases: int, seed: int) -> None:
     """Run the whole archive job on a phantom archive, locally, in a few minutes on CPU."""
     from medcrypt.cluster._demo import run_demo

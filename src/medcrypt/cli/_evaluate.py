@@ -34,9 +34,27 @@ logger = logging.getLogger(__name__)
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder to write DIR/<class_name>/<index>.(png|npy) into (created if absent).",
 )
-@click.option("--n-per-class", default=20, show_default=True, type=click.IntRange(min=1))
-@click.option("--size", default=64, show_default=True, type=click.IntRange(min=8))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--n-per-class",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Phantom slices written per class.",
+)
+@click.option(
+    "--size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=8),
+    help="Slice side in pixels.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed of the phantoms (same seed, same slices).",
+)
 @click.option(
     "--format",
     "fmt",
@@ -111,18 +129,54 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
     help="Encryption key (default: the paper's 5-class concat correspondence, else a fresh "
     "concat key drawn from --seed).",
 )
-@click.option("--n-per-class", default=120, show_default=True, type=click.IntRange(min=2))
-@click.option("--n-test-per-class", default=40, show_default=True, type=click.IntRange(min=1))
-@click.option("--size", default=64, show_default=True, type=click.IntRange(min=16))
-@click.option("--test-fraction", default=0.25, show_default=True, type=click.FloatRange(0, 1))
+@click.option(
+    "--n-per-class",
+    default=120,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Phantom training slices per class.",
+)
+@click.option(
+    "--n-test-per-class",
+    default=40,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Phantom test slices per class (drawn with seed + 1).",
+)
+@click.option(
+    "--size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=16),
+    help="Phantom side in pixels (PSNR at a given --eps rises with the size).",
+)
+@click.option(
+    "--test-fraction",
+    default=0.25,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="With --data: share of each class held out as the test split.",
+)
 @click.option(
     "--archs",
     default="resnet18,vgg11",
     show_default=True,
     help="Comma-separated architectures trained on the encrypted data (>= 2 for Table 12).",
 )
-@click.option("--width", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--epochs", default=15, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--width",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Width of the models trained on encrypted data (64 = standard networks).",
+)
+@click.option(
+    "--epochs",
+    default=15,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Training epochs of every evaluated model.",
+)
 @click.option(
     "--base-width",
     type=click.IntRange(min=1),
@@ -134,13 +188,33 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
     type=click.IntRange(min=1),
     help="Training epochs of the base model trained here (default: --epochs).",
 )
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=2))
-@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Training batch size.",
+)
+@click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate.")
 @click.option("--eps", default=1.0, show_default=True, type=float, help="L2 budget.")
-@click.option("--step", default=0.1, show_default=True, type=float)
-@click.option("--iters", default=20, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--step",
+    default=0.1,
+    show_default=True,
+    type=float,
+    help="PGD step (L2 length of each normalised step).",
+)
+@click.option(
+    "--iters", default=20, show_default=True, type=click.IntRange(min=1), help="PGD iterations."
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed of the phantoms (or the --data split), a drawn key and every model.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option(
     "--out",
     "out_dir",

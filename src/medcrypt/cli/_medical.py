@@ -103,7 +103,14 @@ def slice_command(
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder to write <case_id>/image.nii.gz|image/ + mask.nii.gz and labels.csv into.",
 )
-@click.option("--cases", "n_cases", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--cases",
+    "n_cases",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Number of phantom cases (image + mask each).",
+)
 @click.option(
     "--formats",
     default="nifti",
@@ -116,7 +123,13 @@ def slice_command(
     help="Comma-separated axis codes cycled over the cases (default: LPS,RAS,LAI,IAL,PSR).",
 )
 @click.option("--shape", default="64,64,24", show_default=True, help="Phantom nx,ny,nz.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed of the phantoms (same seed, same archive).",
+)
 def phantom_archive_command(
     out_dir: Path, n_cases: int, formats: str, orientations: str | None, shape: str, seed: int
 ) -> None:

@@ -214,9 +214,27 @@ def _finite(x: float) -> float | None:
     type=int,
     help="Seed of targets and parameters (default: random). The seed is as secret as the key.",
 )
-@click.option("--eps", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--step", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--iters", default=100, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--eps",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="L2 budget of every released image (pixels in [0, 1]); the paper's MRI run: 2 at 320x320.",
+)
+@click.option(
+    "--step",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="PGD step (L2 length of each normalised step).",
+)
+@click.option(
+    "--iters",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="PGD iterations (the paper: 100).",
+)
 @click.option(
     "--precision",
     default="auto",
@@ -292,11 +310,32 @@ def keygen_command(
     default="resnet18",
     show_default=True,
     type=click.Choice(["resnet18", "preact_resnet18", "vgg11"]),
+    help="Architecture (the paper's base model is resnet18).",
 )
-@click.option("--width", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option(
+    "--width",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Channel width of the first stage (64 = the standard network).",
+)
+@click.option(
+    "--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Training epochs."
+)
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Training batch size.",
+)
+@click.option(
+    "--lr",
+    default=1e-3,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Adam learning rate.",
+)
 @click.option(
     "--shift", default=0, show_default=True, type=click.IntRange(min=0), help="Random shift (px)."
 )
@@ -308,7 +347,13 @@ def keygen_command(
     help="Hold out this fraction (seeded) to report validation accuracy per epoch.",
 )
 @click.option("--classes", help="Comma-separated class order (default: see --data layout).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed of initialisation, shuffling and the validation split.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option(
     "--out",
@@ -424,7 +469,13 @@ def train_command(
     type=click.Choice(["same", "png", "npy"]),
     help="Output format: as the input slice, 16-bit PNG (quantised within eps) or float32 .npy.",
 )
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-size",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Slices per batched PGD call (memory bound, not a result parameter).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def encrypt_slices_command(
