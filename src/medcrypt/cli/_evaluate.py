@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from medcrypt.cli._options import device_option
 from medcrypt.cli._progress import progress_bar
 from medcrypt.errors import ConfigError
 
@@ -214,7 +215,7 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
     type=int,
     help="Seed of the phantoms (or the --data split), a drawn key and every model.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@device_option
 @click.option(
     "--out",
     "out_dir",

@@ -24,6 +24,7 @@ import click
 import numpy as np
 
 from medcrypt._types import ProgressCallback
+from medcrypt.cli._options import device_option
 from medcrypt.cli._progress import progress_bar
 from medcrypt.config import StrictModel
 from medcrypt.errors import ConfigError, ImageFormatError
@@ -354,7 +355,7 @@ def keygen_command(
     type=int,
     help="Seed of initialisation, shuffling and the validation split.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@device_option
 @click.option(
     "--out",
     "out_path",
@@ -476,7 +477,7 @@ def train_command(
     type=click.IntRange(min=1),
     help="Slices per batched PGD call (memory bound, not a result parameter).",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def encrypt_slices_command(
     data_dir: Path,
