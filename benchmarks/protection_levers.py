@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from _rows import arch_scores
+from _protection import arch_scores
 from torch import nn
 
 import medcrypt.medical._phantoms as phantoms
@@ -72,7 +72,7 @@ from medcrypt.processing._evaluation import (
     evaluate_protection,
     paper_key,
 )
-from medcrypt.processing._pgd import _norms
+from medcrypt.processing._pgd import _norms, frozen_eval, resolve_precision
 
 
 class _MeanLogits(nn.Module):
@@ -97,6 +97,23 @@ class _Shifted(nn.Module):
             dy, dx = torch.randint(-self.shift, self.shift + 1, (2,), generator=self.gen).tolist()
             x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
         return self.model(x)
+
+
+def _result(
+    originals: np.ndarray,
+    released: np.ndarray,
+    success: np.ndarray,
+    targets: list[tuple[int, ...]],
+) -> EncryptionResult:
+    """An ``EncryptionResult`` for (B, H, W) released images: L2 and L-inf to the originals."""
+    diff = (released.astype(np.float64) - originals).reshape(len(originals), -1)
+    return EncryptionResult(
+        images=released.astype(np.float32),
+        l2=np.sqrt((diff**2).sum(1)),
+        linf=np.abs(diff).max(1),
+        target_success=success,
+        targets=targets,
+    )
 
 
 class _RegionEncryptor(Encryptor):
@@ -156,15 +173,9 @@ class _RegionEncryptor(Encryptor):
             0, torch.tensor(rows), ((best - x0) * m).contiguous()
         )
         out = enforce_budget(originals, released, cfg.eps)[:, 0].numpy()
-        diff = out.astype(np.float64) - arr
         rows_a = np.asarray(rows)
-        return EncryptionResult(
-            images=out.astype(np.float32),
-            l2=np.sqrt((diff**2).reshape(b, -1).sum(1)),
-            linf=np.abs(diff).reshape(b, -1).max(1),
-            target_success=np.array([hit[rows_a == i].mean() for i in range(b)]),
-            targets=[tuple(self.key.targets[int(c)]) for c in y],
-        )
+        success = np.array([hit[rows_a == i].mean() for i in range(b)])
+        return _result(arr, out, success, [tuple(self.key.targets[int(c)]) for c in y])
 
 
 def fit_universal(
@@ -179,24 +190,25 @@ def fit_universal(
     """One (1, 1, H, W) perturbation per target, fitted on the images the key sends there."""
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     out: dict[int, torch.Tensor] = {}
-    model.eval().requires_grad_(False)
-    for t in sorted({int(v) for ts in key.targets for v in ts}):
-        sources = [c for c in range(key.num_classes) if t in key.targets[c]]
-        x = torch.from_numpy(images[np.isin(labels, sources)]).unsqueeze(1)
-        target = torch.full((len(x),), t)
-        u = torch.zeros((1, 1, *x.shape[2:]))
-        for _ in range(iters):
-            u.requires_grad_(True)
-            with autocast:
-                logits = model((x + u).clamp(0.0, 1.0))
-            loss = nn.functional.cross_entropy(logits.float(), target)
-            (g,) = torch.autograd.grad(loss, u)
-            with torch.no_grad():
-                u = project_l2(u.detach() - pgd.step * g / _norms(g).clamp_min(1e-12), pgd.eps)
-        with torch.no_grad(), autocast:
-            hit = (model((x + u).clamp(0.0, 1.0)).argmax(1) == t).float().mean().item()
-        print(f"universal u_{t}: {len(x)} images, |u| {_norms(u).item():.3f}, hits {hit:.3f}")
-        out[t] = u
+    with frozen_eval(model):
+        for t in sorted({int(v) for ts in key.targets for v in ts}):
+            sources = [c for c in range(key.num_classes) if t in key.targets[c]]
+            x = torch.from_numpy(images[np.isin(labels, sources)]).unsqueeze(1)
+            target = torch.full((len(x),), t)
+            u = torch.zeros((1, 1, *x.shape[2:]))
+            for _ in range(iters):
+                u.requires_grad_(True)
+                with autocast:
+                    logits = model((x + u).clamp(0.0, 1.0))
+                loss = nn.functional.cross_entropy(logits.float(), target)
+                (g,) = torch.autograd.grad(loss, u)
+                with torch.no_grad():
+                    step = u.detach() - pgd.step * g / _norms(g).clamp_min(1e-12)
+                    u = project_l2(step, pgd.eps)
+            with torch.no_grad(), autocast:
+                hit = (model((x + u).clamp(0.0, 1.0)).argmax(1) == t).float().mean().item()
+            print(f"universal u_{t}: {len(x)} images, |u| {_norms(u).item():.3f}, hits {hit:.3f}")
+            out[t] = u
     return out
 
 
@@ -217,14 +229,7 @@ class _UniversalEncryptor(Encryptor):
         out = enforce_budget(x0, start, self.settings.eps)
         with torch.no_grad():
             hit = (self.model(out).argmax(1) == torch.tensor(t)).numpy()
-        diff = out[:, 0].numpy().astype(np.float64) - arr
-        return EncryptionResult(
-            images=out[:, 0].numpy().astype(np.float32),
-            l2=np.sqrt((diff**2).reshape(len(arr), -1).sum(1)),
-            linf=np.abs(diff).reshape(len(arr), -1).max(1),
-            target_success=hit.astype(np.float64),
-            targets=[(v,) for v in t],
-        )
+        return _result(arr, out[:, 0].numpy(), hit.astype(np.float64), [(v,) for v in t])
 
 
 def _key(name: str, pgd: PGDSettings) -> EncryptionKey:
@@ -298,33 +303,30 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ProtectionSettings(
         archs=("resnet18", "vgg11"), width=8, train=TrainSettings(epochs=8, batch_size=32), seed=0
     )
+
+    def run(
+        label: str, base_name: str, base: nn.Module, key: EncryptionKey, cls: type[Encryptor]
+    ) -> None:
+        evaluation.Encryptor = cls  # type: ignore[misc]
+        start = time.perf_counter()
+        r = evaluate_protection(
+            base, key, x_tr, y_tr, x_te, y_te, settings=cfg, pgd=pgd, device="cpu"
+        )
+        print(json.dumps(_row(label, base_name, r, time.perf_counter() - start)), flush=True)
+
+    bf16, _ = resolve_precision(pgd, torch.device("cpu"))
     try:
         for name, key in keys:
-            evaluation.Encryptor = _RegionEncryptor if name == "paper-region" else Encryptor  # type: ignore[misc]
+            plain = _RegionEncryptor if name == "paper-region" else Encryptor
             for base_name, base in bases:
-                start = time.perf_counter()
-                if args.universal:
-                    compute = Encryptor(base, key, device="cpu", settings=pgd).compute
-                    bf16 = compute["dtype"] == "bf16"
+                if args.universal:  # the lever first, then the plain key against the same base
                     _UniversalEncryptor.universal = fit_universal(
                         base, key, x_tr, y_tr, pgd, args.universal, bf16
                     )
                     _UniversalEncryptor.refine = bool(args.refine)
-                    evaluation.Encryptor = _UniversalEncryptor  # type: ignore[misc]
-                    # the lever first; the plain key against the same base follows below
-                    r = evaluate_protection(
-                        base, key, x_tr, y_tr, x_te, y_te, settings=cfg, pgd=pgd, device="cpu"
-                    )
                     label = f"{name}+universal{args.universal}" + ("" if args.refine else "-only")
-                    row = _row(label, base_name, r, time.perf_counter() - start)
-                    print(json.dumps(row), flush=True)
-                    evaluation.Encryptor = Encryptor  # type: ignore[misc]
-                    start = time.perf_counter()
-                r = evaluate_protection(
-                    base, key, x_tr, y_tr, x_te, y_te, settings=cfg, pgd=pgd, device="cpu"
-                )
-                row = _row(name, base_name, r, time.perf_counter() - start)
-                print(json.dumps(row), flush=True)
+                    run(label, base_name, base, key, _UniversalEncryptor)
+                run(name, base_name, base, key, plain)
     finally:
         evaluation.Encryptor = Encryptor  # type: ignore[misc]
     return 0
