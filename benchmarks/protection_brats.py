@@ -34,13 +34,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from _rows import arch_scores
+from _protection import arch_scores, eps_list
 from skimage.transform import resize
 
 from medcrypt.medical import read_volume
@@ -53,7 +52,11 @@ from medcrypt.processing import (
     evaluate_accuracy,
     train_model,
 )
-from medcrypt.processing._evaluation import ProtectionSettings, evaluate_protection
+from medcrypt.processing._evaluation import (
+    ProtectionReport,
+    ProtectionSettings,
+    evaluate_protection,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2015-sample"
 CLASSES = ("no tumour", "tumour")
@@ -83,7 +86,9 @@ def case_slices(
     return np.stack(xs), np.asarray(ys, dtype=np.int64)
 
 
-def _row(fold: str, eps: float, chance: float, base_acc: float, r: Any) -> dict[str, Any]:
+def _row(
+    fold: str, eps: float, chance: float, base_acc: float, r: ProtectionReport
+) -> dict[str, Any]:
     row: dict[str, Any] = {
         "held_out": fold,
         "eps": eps,
@@ -98,13 +103,28 @@ def _row(fold: str, eps: float, chance: float, base_acc: float, r: Any) -> dict[
     return row
 
 
+def _folds(text: str, n_cases: int) -> list[int]:
+    """``--folds``: held-out case indices in ``range(n_cases)`` (empty: every case)."""
+    if not text:
+        return list(range(n_cases))
+    try:
+        folds = [int(v) for v in text.split(",")]
+    except ValueError:
+        msg = f"--folds: expected case indices separated by commas, got {text!r}"
+        raise SystemExit(msg) from None
+    bad = [f for f in folds if not 0 <= f < n_cases]
+    if bad:
+        raise SystemExit(f"--folds: {bad} not in 0..{n_cases - 1} ({n_cases} cases found)")
+    return folds
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--min-area", type=int, default=100, help="tumour pixels for label 1")
     ap.add_argument("--min-brain", type=int, default=3000, help="brain pixels to keep a slice")
-    ap.add_argument("--eps", default="1.1", help="comma-separated L2 budgets")
+    ap.add_argument("--eps", type=eps_list, default=(1.1,), help="comma-separated L2 budgets")
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--folds", default="", help="held-out case indices (default: all)")
     ap.add_argument("--base-width", type=int, default=32)
@@ -120,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     folders = sorted(p for p in args.data.iterdir() if (p / "OTMultiClass.nii.gz").exists())
     if len(folders) < 2:
         raise SystemExit(f"{args.data}: need at least two BraTS case folders, found {len(folders)}")
-    budgets = [float(v) for v in args.eps.split(",")]
-    folds = [int(v) for v in args.folds.split(",")] if args.folds else list(range(len(folders)))
+    budgets = args.eps
+    folds = _folds(args.folds, len(folders))
     data = [
         case_slices(f, size=args.size, min_area=args.min_area, min_brain=args.min_brain)
         for f in folders
@@ -144,7 +164,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"held out {folders[held].name}: base model {base_acc:.3f}", flush=True)
         for eps in budgets:
             pgd = PGDSettings(eps=eps, step=0.1, iters=args.iters, precision=args.precision)
-            start = time.perf_counter()
             r = evaluate_protection(
                 base,
                 key,
@@ -158,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
                 dataset=f"BraTS 2015 sample, held out {folders[held].name}",
             )
             row = _row(folders[held].name, eps, chance, base_acc, r)
-            row["s"] = round(time.perf_counter() - start)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print("\n| eps | mean PSNR | mean SSIM | original test | clean-trained | encrypted test |")

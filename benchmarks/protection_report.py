@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from _protection import eps_list
 
 from medcrypt.medical import CLASS_NAMES
 from medcrypt.processing import EncryptionKey, PGDSettings, TrainSettings
@@ -47,17 +48,6 @@ def _key(kind: str, pgd: PGDSettings, seed: int) -> EncryptionKey:
     n = len(CLASS_NAMES)
     next_class = [[(y + 1) % n] for y in range(n)]
     return EncryptionKey.from_targets(CLASS_NAMES, next_class, combiner="none", seed=seed, pgd=pgd)
-
-
-def _eps_list(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as err:
-        msg = f"expected numbers separated by commas, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from err
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive budgets, got {text!r}")
-    return values
 
 
 def _sweep_table(reports: list[ProtectionReport]) -> str:
@@ -94,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument(
         "--eps",
-        type=_eps_list,
+        type=eps_list,
         default=(1.0,),
         help="L2 budget; a comma list (1.1,1.6,2.2) sweeps it against one base model",
     )

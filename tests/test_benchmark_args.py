@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
         (",", "expected positive budgets, got ','"),
     ],
 )
-def test_protection_report_refuses_a_bad_eps_list(eps: str, message: str) -> None:
+@pytest.mark.parametrize("script", ["protection_report.py", "protection_brats.py"])
+def test_protection_benchmarks_refuse_a_bad_eps_list(script: str, eps: str, message: str) -> None:
     res = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "protection_report.py"), "--eps", eps],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--eps", eps],
         capture_output=True,
         text=True,
         timeout=120,
@@ -154,3 +155,26 @@ def test_protection_brats_runs_one_tiny_fold(brats_cases: list[Path]) -> None:
         assert all(0.0 <= scores[k] <= 1.0 for k in ("clean", "enc", "orig", "orig_peak"))
         assert len(scores["recall"]) == 2
     assert "| 1.1 |" in res.stdout.splitlines()[-2]
+
+
+@pytest.mark.parametrize(
+    ("folds", "message"),
+    [
+        ("1,x", "--folds: expected case indices separated by commas, got '1,x'"),
+        ("0,4,-1", "--folds: [4, -1] not in 0..3 (4 cases found)"),
+    ],
+)
+def test_protection_brats_refuses_bad_folds_before_reading(
+    brats_cases: list[Path], folds: str, message: str
+) -> None:
+    script = str(ROOT / "benchmarks" / "protection_brats.py")
+    data = str(brats_cases[0].parent)
+    res = subprocess.run(
+        [sys.executable, script, "--data", data, "--folds", folds],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 1
+    assert message in res.stderr
+    assert "slices" not in res.stdout  # refused before any case was read
