@@ -22,7 +22,8 @@ import sys
 import torch
 from _timing import interleaved_medians
 
-from medcrypt.processing import PGDSettings, build_model, cpu_has_native_bf16, prepare_for_pgd
+from medcrypt.processing import PGDSettings, build_model, prepare_for_pgd
+from medcrypt.processing._pgd import resolve_precision
 
 
 def _config(text: str) -> tuple[int, int, int]:
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    native = cpu_has_native_bf16() if device.type == "cpu" else torch.cuda.is_bf16_supported()
+    native, _ = resolve_precision(PGDSettings(), device)  # what precision="auto" picks here
     print(
         f"device {device} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}, "
         f"native bf16: {native}; median of {args.repeats}, timed alternately"
