@@ -135,22 +135,42 @@ def create(
     "sheets", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), help=_KEY_HELP)
-def ingest(study_dir: Path, sheets: tuple[Path, ...], key: Path | None) -> None:
+@click.option(
+    "--allow-early",
+    is_flag=True,
+    help="Accept sheets that come in before their session's not-before date (the washout); "
+    "recorded with every answer and listed in the report.",
+)
+def ingest(study_dir: Path, sheets: tuple[Path, ...], key: Path | None, allow_early: bool) -> None:
     """Validate filled answer SHEETS and append their answers to STUDY_DIR/answers.jsonl.
 
     Every problem in every sheet is listed; nothing is stored unless all sheets are valid.
-    A sheet already ingested byte for byte is skipped.
+    A sheet already ingested byte for byte is skipped. A sheet for a session whose
+    not-before date has not come yet is refused unless --allow-early.
     """
     from medcrypt.study import ingest_sheets, load_key
 
     unblinding = load_key(_key_path(study_dir, key))
     try:
-        result = ingest_sheets(unblinding, list(sheets), study_dir / "answers.jsonl")
+        result = ingest_sheets(
+            unblinding, list(sheets), study_dir / "answers.jsonl", allow_early=allow_early
+        )
     except AnswerSheetError as exc:
         click.echo(f"nothing was ingested: {len(exc.problems)} problem(s)", err=True)
         raise
-    for sheet, n in result.stored.items():
-        click.echo(f"stored {n} answers from {sheet}")
+    for s in result.sheets:
+        click.echo(
+            f"stored {s.n_answers} answers for reader {s.reader!r} session {s.session} "
+            f"from file {s.file}"
+        )
+        if s.name_mismatch:
+            click.echo(f"warning: file {s.file}: {s.name_mismatch}", err=True)
+        if s.early_days:
+            click.echo(
+                f"warning: reader {s.reader!r} session {s.session} came in {s.early_days} "
+                "day(s) before its not-before date; accepted with --allow-early (recorded)",
+                err=True,
+            )
     for sheet in result.skipped:
         click.echo(f"skipped {sheet}: already ingested (same SHA-256)")
 
@@ -168,7 +188,7 @@ def tally_cmd(study_dir: Path, key: Path | None, out: Path | None) -> None:
     from medcrypt.study import load_key, read_answers, tally, write_report
 
     unblinding = load_key(_key_path(study_dir, key))
-    answers = read_answers(study_dir / "answers.jsonl")
+    answers = read_answers(study_dir / "answers.jsonl", key=unblinding)
     report = tally(unblinding, answers)
     paths = write_report(report, unblinding, answers, out or study_dir / "report")
     pooled = report.pooled
@@ -178,7 +198,7 @@ def tally_cmd(study_dir: Path, key: Path | None, out: Path | None) -> None:
     else:
         click.echo("no paired readings yet (both sessions of a reader must be ingested)")
     for note in report.notes:
-        click.echo(f"note: {note}")
+        click.echo(f"note: {note}", err=True)
     click.echo(f"report: {paths['markdown']}")
 
 

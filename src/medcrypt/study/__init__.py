@@ -18,7 +18,7 @@ from medcrypt.study._create import (
     sheet_name,
 )
 from medcrypt.study._images import encode_packet_png
-from medcrypt.study._ingest import AnswerRecord, IngestResult, ingest_sheets, read_answers
+from medcrypt.study._ingest import IngestResult, StoredSheet, ingest_sheets
 from medcrypt.study._key import (
     ImageEntry,
     SessionAssignment,
@@ -27,15 +27,25 @@ from medcrypt.study._key import (
     image_id,
     load_key,
 )
-from medcrypt.study._report import draw_figure6, imrmc_files, render_markdown, write_report
+from medcrypt.study._log import AnswerRecord, read_answers
+from medcrypt.study._report import (
+    draw_figure6,
+    format_p,
+    imrmc_files,
+    render_markdown,
+    write_report,
+)
 from medcrypt.study._sources import (
     StudyCase,
     cases_from_archive,
     cases_from_folders,
     read_labels_csv,
 )
+from medcrypt.study._stats import tango_interval, tango_score
 from medcrypt.study._tally import (
     FIGURE6_CATEGORIES,
+    FIGURE6_SPLIT,
+    PAPER_FIGURE6,
     AcrossReaders,
     Figure6,
     PairedSummary,
@@ -43,9 +53,12 @@ from medcrypt.study._tally import (
     TallyReport,
     tally,
 )
+from medcrypt.study._washout import SessionTiming
 
 __all__ = [
     "FIGURE6_CATEGORIES",
+    "FIGURE6_SPLIT",
+    "PAPER_FIGURE6",
     "SHEET_COLUMNS",
     "AcrossReaders",
     "AnswerRecord",
@@ -55,7 +68,9 @@ __all__ = [
     "IngestResult",
     "PairedSummary",
     "SessionAssignment",
+    "SessionTiming",
     "Stat",
+    "StoredSheet",
     "StudyCase",
     "StudyConfig",
     "StudyDesign",
@@ -67,6 +82,7 @@ __all__ = [
     "create_study",
     "draw_figure6",
     "encode_packet_png",
+    "format_p",
     "image_id",
     "imrmc_files",
     "ingest_sheets",
@@ -77,5 +93,7 @@ __all__ = [
     "render_markdown",
     "sheet_name",
     "tally",
+    "tango_interval",
+    "tango_score",
     "write_report",
 ]

@@ -16,10 +16,7 @@ written in presentation order and all packet files get the same modification tim
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import html
-import io
 import json
 import logging
 import os
@@ -31,6 +28,7 @@ import numpy as np
 
 from medcrypt._types import ProgressCallback
 from medcrypt.errors import StudyError
+from medcrypt.study._blinding import BlindingCheck, blinding_markdown, check_blinding
 from medcrypt.study._config import StudyConfig
 from medcrypt.study._images import encode_packet_png, pad_to
 from medcrypt.study._key import (
@@ -44,6 +42,7 @@ from medcrypt.study._key import (
     save_key,
     sheet_code,
 )
+from medcrypt.study._packet import SHEET_COLUMNS, packet_html, sheet_csv, sheet_name
 from medcrypt.study._pdf import packet_pdf
 from medcrypt.study._sources import StudyCase
 
@@ -56,14 +55,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: the columns of every answer sheet, in order.
-SHEET_COLUMNS = ("reader", "session", "position", "image_id", "diagnosis")
-
-
-def sheet_name(reader: str, session: int) -> str:
-    """File name of a reader's answer sheet for one session."""
-    return f"answers_{reader}_session-{session}.csv"
 
 
 def packet_dir(study_dir: Path, reader: str, session: int) -> Path:
@@ -78,6 +69,8 @@ class CreatedStudy:
     key_path: Path
     session_dates: dict[int, dt.date]
     assignments: tuple[SessionAssignment, ...]
+    #: separability of the two versions' packet images (see :mod:`._blinding`)
+    blinding: BlindingCheck | None = None
 
     @property
     def packets_dir(self) -> Path:
@@ -199,6 +192,14 @@ def create_study(
             iid = image_id(secret, case.case_id, version)
             padded[iid] = pad_to(array, shape)
             encoded[iid] = encode_packet_png(padded[iid])
+    blinding = check_blinding(
+        {
+            c.case_id: tuple(padded[image_id(secret, c.case_id, v)] for v in VERSIONS)  # type: ignore[misc]
+            for c in cases
+        }
+    )
+    if blinding.separable:
+        logger.warning("%s", blinding.summary())
     sizes = {len(b) for b in encoded.values()}
     if len(sizes) != 1:  # pragma: no cover - guarded by the fixed-size encoder
         raise StudyError(f"packet images differ in byte size {sorted(sizes)}; blinding broken")
@@ -211,6 +212,7 @@ def create_study(
         if progress is not None:
             progress(done + 1, total, f"{a.reader} session {a.session}")
     _write_manifest(out_dir, key)
+    _write_readme(out_dir, key, blinding)
     logger.info(
         "created study %r: %d cases, %d readers, design %s, packets in %s",
         config.name,
@@ -224,6 +226,7 @@ def create_study(
         key_path=key_path,
         session_dates=dict(key.session_dates),
         assignments=key.assignments,
+        blinding=blinding,
     )
 
 
@@ -266,90 +269,6 @@ def _check_inputs(
         )
 
 
-def _instructions_html(config: StudyConfig, a: SessionAssignment, dates: dict[int, dt.date]) -> str:
-    e = html.escape
-    sheet = sheet_name(a.reader, a.session)
-    classes = "".join(f"<li><code>{e(c)}</code></li>" for c in config.classes)
-    if a.session == 2:
-        timing = (
-            f'<p class="notbefore">Do not open or read this session before '
-            f"<strong>{dates[2].isoformat()}</strong> ({config.washout_days} days after "
-            f"session 1 may start). Do not look back at session 1.</p>"
-        )
-    else:
-        timing = (
-            f'<p class="notbefore">Session 1 may be read from '
-            f"<strong>{dates[1].isoformat()}</strong>. Session 2 will follow after a washout "
-            f"of {config.washout_days} days.</p>"
-        )
-    return (
-        f'<section class="instructions">'
-        f"<h1>Reader study {e(config.name)}: session {a.session}</h1>"
-        f"<p>Reader: <strong>{e(a.reader)}</strong> &middot; Answer sheet: "
-        f"<code>{e(sheet)}</code> &middot; Sheet code: <code>{e(a.sheet_code)}</code></p>"
-        f"{timing}"
-        f"<h2>Instructions</h2><ol>"
-        f"<li>This packet holds {len(a.image_ids)} brain MRI slices, one per page section, "
-        f"each labelled with an image ID.</li>"
-        f"<li>Diagnose each image on its own, in the order shown. Do not compare images, go "
-        f"back, or discuss them with other readers.</li>"
-        f"<li>For every image, write exactly one diagnosis in the <code>diagnosis</code> "
-        f"column of the answer sheet, on the row with the same image ID, spelled exactly as "
-        f'one of:</li></ol><ul class="classes">{classes}</ul>'
-        f"<p>Do not add, remove or reorder rows, and do not change the other columns. Every "
-        f"row needs an answer; if unsure, give your best diagnosis.</p>"
-        f"</section>"
-    )
-
-
-_CSS = (
-    "body{font-family:sans-serif;margin:1.5cm}"
-    ".instructions{page-break-after:always}"
-    ".notbefore{border:2px solid #000;padding:.5em;font-size:1.2em}"
-    "figure{page-break-inside:avoid;margin:0 0 1cm 0}"
-    "figure img{width:12cm;image-rendering:pixelated;background:#000}"
-    "figcaption{font-size:1.1em;margin-top:.3em}"
-)
-
-
-def _packet_html(config: StudyConfig, a: SessionAssignment, dates: dict[int, dt.date]) -> str:
-    e = html.escape
-    figures = "".join(
-        f'<figure><img src="images/{e(iid)}.png" alt="image {e(iid)}">'
-        f"<figcaption>{pos}. Image ID <code>{e(iid)}</code> &mdash; diagnosis: "
-        f"______________________</figcaption></figure>"
-        for pos, iid in enumerate(a.image_ids, start=1)
-    )
-    title = e(f"Reader study {config.name}: {a.reader}, session {a.session}")
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{title}</title><style>{_CSS}</style></head><body>"
-        f"{_instructions_html(config, a, dates)}"
-        f'<section class="images">{figures}</section></body></html>\n'
-    )
-
-
-def _sheet_csv(config: StudyConfig, a: SessionAssignment, dates: dict[int, dt.date]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    comments = [
-        "# medcrypt reader-study answer sheet",
-        f"# study: {config.name}",
-        f"# reader: {a.reader}",
-        f"# session: {a.session} (not before {dates[a.session].isoformat()})",
-        f"# sheet code: {a.sheet_code}",
-        "# Write exactly one diagnosis per row in the 'diagnosis' column, spelled as one of:",
-        "#   " + " | ".join(config.classes),
-        "# Do not add, remove or reorder rows or change the other columns.",
-    ]
-    for line in comments:
-        buffer.write(line + "\n")
-    writer.writerow(SHEET_COLUMNS)
-    for pos, iid in enumerate(a.image_ids, start=1):
-        writer.writerow([a.reader, a.session, pos, iid, ""])
-    return buffer.getvalue()
-
-
 def _write_packet(
     out_dir: Path,
     config: StudyConfig,
@@ -367,9 +286,9 @@ def _write_packet(
         path.write_bytes(encoded[iid])
         written.append(path)
     html_path = folder / "packet.html"
-    html_path.write_text(_packet_html(config, a, dates), encoding="utf-8")
+    html_path.write_text(packet_html(config, a, dates), encoding="utf-8")
     sheet_path = folder / sheet_name(a.reader, a.session)
-    sheet_path.write_text(_sheet_csv(config, a, dates), encoding="utf-8")
+    sheet_path.write_text(sheet_csv(config, a, dates), encoding="utf-8")
     written += [html_path, sheet_path]
     if config.pdf_packets:
         pdf_path = folder / "packet.pdf"
@@ -403,3 +322,24 @@ def _write_manifest(out_dir: Path, key: UnblindingKey) -> None:
         ],
     }
     (out_dir / "study.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_readme(out_dir: Path, key: UnblindingKey, blinding: BlindingCheck) -> None:
+    """The study's README.md (for the ethics file): design, dates and the blinding figures."""
+    cfg = key.config
+    text = "\n".join(
+        [
+            f"# Reader study {cfg.name}",
+            "",
+            f"Design `{cfg.design}`, {len(key.cases())} cases, readers {', '.join(cfg.readers)}; "
+            f"session 1 from {key.session_dates[1].isoformat()}, session 2 not before "
+            f"{key.session_dates[2].isoformat()} (washout {cfg.washout_days} days). Only "
+            "`packets/` goes to readers; the unblinding key stays with the coordinator.",
+            "",
+            blinding_markdown(blinding),
+        ]
+    )
+    (out_dir / "README.md").write_text(text, encoding="utf-8")
+    (out_dir / "blinding.json").write_text(
+        json.dumps(blinding.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+    )

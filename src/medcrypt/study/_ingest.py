@@ -5,16 +5,21 @@ Rules (every violation is reported, with its sheet and line, in one
 
 - the sheet carries a known sheet code (``# sheet code: ...`` line) and the expected header;
 - each row's ``reader`` / ``session`` match the reader and session the sheet was issued to
-  (a sheet for the wrong reader or session);
-- each ``image_id`` is known to the key (unknown ID) and belongs to this reader's packet for
-  this session (an ID from another session's packet: wrong session);
+  (a sheet for the wrong reader or session; a session written ``1.0`` by a spreadsheet is
+  named as such); reader names are compared ignoring case;
+- each ``image_id`` is known to the key (unknown ID; IDs are compared ignoring case, since
+  they are lowercase base32, and a malformed one is named as such) and belongs to this
+  reader's packet for this session (an ID from another session's packet: wrong session);
 - no image ID appears twice (duplicate); every image of the packet has a row and every row a
   diagnosis (missing answer);
 - the diagnosis is one of the study's classes (compared ignoring case and surrounding blanks;
-  stored with the class list's spelling).
+  stored with the class list's spelling);
+- the sheet does not come in before its session's not-before date (the washout), unless the
+  coordinator allows it (``allow_early``; recorded with every answer and shown in the report).
 
-Sheets saved by a spreadsheet with ``;`` as the separator are read too. Session-2 sheets
-ingested before the session's not-before date are accepted with a logged warning.
+The sheet code, not the file name, says whose sheet it is: a sheet stored for ``dr_c`` from a
+file named ``answers_dr_b_session-1.csv`` is reported under ``dr_c``, with the file named.
+Sheets saved by a spreadsheet with ``;`` as the separator are read too.
 
 Re-ingesting: answers are stored append-only in ``answers.jsonl`` with the ingest time and the
 sheet's SHA-256. A sheet whose exact bytes were already ingested is a **no-op** (reported as
@@ -31,34 +36,34 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pydantic import Field, ValidationError
-
 from medcrypt.config import StrictModel
 from medcrypt.errors import AnswerSheetError, StudyError
-from medcrypt.study._create import SHEET_COLUMNS
 from medcrypt.study._key import SessionAssignment, UnblindingKey
+from medcrypt.study._log import AnswerRecord, read_answers
+from medcrypt.study._packet import SHEET_COLUMNS
+from medcrypt.study._washout import days_early
 
-__all__ = ["AnswerRecord", "IngestResult", "ingest_sheets", "read_answers"]
+__all__ = ["IngestResult", "StoredSheet", "ingest_sheets"]
 
 logger = logging.getLogger(__name__)
 
 _CODE_PREFIX = "sheet code:"
 
 
-class AnswerRecord(StrictModel):
-    """One stored answer (one line of ``answers.jsonl``)."""
+class StoredSheet(StrictModel):
+    """One sheet file that was stored, under the reader and session its sheet code names."""
 
+    file: str
     reader: str
-    session: int = Field(ge=1, le=2)
-    image_id: str
-    diagnosis: str
-    sheet: str
-    sheet_line: int
-    sheet_sha256: str
-    ingested_at: dt.datetime
+    session: int
+    n_answers: int
+    early_days: int = 0
+    #: set when the file name names another reader or session than the sheet code
+    name_mismatch: str | None = None
 
 
 class IngestResult(StrictModel):
@@ -66,22 +71,24 @@ class IngestResult(StrictModel):
 
     stored: dict[str, int]
     skipped: tuple[str, ...]
+    sheets: tuple[StoredSheet, ...] = ()
 
 
-def read_answers(path: Path) -> list[AnswerRecord]:
-    """Read the answer log (empty list if absent)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out: list[AnswerRecord] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            out.append(AnswerRecord.model_validate_json(line))
-        except ValidationError as exc:
-            raise StudyError(f"answer log line {n} is invalid: {exc}", uri=str(path)) from exc
-    return out
+_NAME_RE = re.compile(r"answers_(?P<reader>.+)_session-(?P<session>\d+)\.csv$", re.IGNORECASE)
+
+
+def _name_mismatch(name: str, assignment: SessionAssignment) -> str | None:
+    """Why a sheet's file name disagrees with its sheet code, or None."""
+    m = _NAME_RE.search(name)
+    if m is None:
+        return None
+    if m["reader"] == assignment.reader and int(m["session"]) == assignment.session:
+        return None
+    return (
+        f"the file name says reader {m['reader']!r} session {m['session']}, but the sheet code "
+        f"and rows are reader {assignment.reader!r} session {assignment.session}; stored under "
+        f"reader {assignment.reader!r} (the sheet code decides)"
+    )
 
 
 def _delimiter(lines: Sequence[str]) -> str:
@@ -160,21 +167,21 @@ def _check_sheet(
 
     expected = set(assignment.image_ids)
     issued = f"reader {assignment.reader!r} session {assignment.session}"
+    if _name_mismatch(sheet.name, assignment):
+        where = f"{sheet.name} (the sheet of {issued}, by its sheet code)"
     first_line: dict[str, int] = {}
     for line, cells in pending:
         if len(cells) != len(SHEET_COLUMNS):
             bad(line, f"expected {len(SHEET_COLUMNS)} cells, got {len(cells)}")
             continue
-        reader, session, _position, iid, diagnosis = (c.strip() for c in cells)
-        if reader != assignment.reader or session != str(assignment.session):
-            bad(
-                line,
-                f"row is for reader {reader!r} session {session!r} but this sheet was issued "
-                f"to {issued} (sheet for the wrong reader or session)",
-            )
+        reader, session, _position, raw_iid, diagnosis = (c.strip() for c in cells)
+        problem = _row_identity(reader, session, assignment)
+        if problem:
+            bad(line, problem)
             continue
+        iid = raw_iid.lower()
         if iid not in key.images:
-            bad(line, f"unknown image ID {iid!r} (not in this study)")
+            bad(line, _unknown_id(raw_iid))
             continue
         if iid not in expected:
             other = [
@@ -209,18 +216,63 @@ def _check_sheet(
     return assignment, rows
 
 
+def _row_identity(reader: str, session: str, assignment: SessionAssignment) -> str | None:
+    """Why a row's reader / session cells do not match the sheet, or None when they do."""
+    issued = f"reader {assignment.reader!r} session {assignment.session}"
+    problems: list[str] = []
+    if reader.casefold() != assignment.reader.casefold():
+        problems.append(
+            f"the row names reader {reader!r} but this sheet was issued to {issued} "
+            "(a sheet for the wrong reader?)"
+        )
+    if session != str(assignment.session):
+        try:
+            number = float(session)
+        except ValueError:
+            number = None
+        if number is not None and number.is_integer() and int(number) == assignment.session:
+            problems.append(
+                f"session {session!r} is not written as a whole number: write "
+                f"{assignment.session} (a spreadsheet may have reformatted the column)"
+            )
+        elif number is not None and number.is_integer() and int(number) in (1, 2):
+            problems.append(
+                f"the row says session {session} but this sheet was issued for {issued} "
+                "(a sheet for the wrong session?)"
+            )
+        else:
+            problems.append(f"session {session!r} is not a session number (1 or 2)")
+    return "; ".join(problems) or None
+
+
+_ID_RE = re.compile(r"^[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}$")
+
+
+def _unknown_id(raw: str) -> str:
+    if not _ID_RE.match(raw.lower()):
+        return (
+            f"image ID {raw!r} is not written like an image ID (xxxx-xxxx-xxxx, letters a-z "
+            "and digits 2-7): was the cell changed?"
+        )
+    return f"unknown image ID {raw!r}: well formed, but not an image of this study"
+
+
 def ingest_sheets(
     key: UnblindingKey,
     sheets: Sequence[Path],
     answers_path: Path,
     *,
     now: dt.datetime | None = None,
+    allow_early: bool = False,
 ) -> IngestResult:
     """Validate every sheet against the key, then append all answers (or none).
 
+    A sheet that comes in before its session's not-before date (the washout) is a problem
+    unless ``allow_early``; then it is stored with ``allowed_early=True`` and a warning.
+
     Raises:
         AnswerSheetError: one or more problems; ``problems`` lists them all with sheet and line.
-        StudyError: a sheet file cannot be read.
+        StudyError: a sheet file cannot be read, or the answer log is broken.
     """
     answers_path = Path(answers_path)
     existing = read_answers(answers_path)
@@ -236,9 +288,10 @@ def ingest_sheets(
         except OSError as exc:
             raise StudyError(f"cannot read answer sheet: {exc}", uri=str(path)) from exc
 
+    stamp = now or dt.datetime.now(dt.UTC)
     problems: list[str] = []
     skipped: list[str] = []
-    accepted: list[tuple[_Sheet, SessionAssignment, list[tuple[int, str, str]]]] = []
+    accepted: list[tuple[_Sheet, SessionAssignment, list[tuple[int, str, str]], int]] = []
     batch_sessions: dict[tuple[str, int], str] = {}
     batch_hashes: set[str] = set()
     for sheet in loaded:
@@ -253,35 +306,48 @@ def ingest_sheets(
         if assignment is None:
             continue
         slot = (assignment.reader, assignment.session)
+        label = sheet.name
+        if _name_mismatch(sheet.name, assignment):
+            label += f" (the sheet of reader {slot[0]!r} session {slot[1]}, by its sheet code)"
         if slot in done_sessions:
             problems.append(
-                f"{sheet.name}: answers for reader {slot[0]!r} session {slot[1]} were already "
+                f"{label}: answers for reader {slot[0]!r} session {slot[1]} were already "
                 f"ingested from {done_sessions[slot]!r}; a different sheet for them is refused"
             )
             continue
         if slot in batch_sessions:
             problems.append(
-                f"{sheet.name}: {batch_sessions[slot]!r} in this batch is also for reader "
+                f"{label}: {batch_sessions[slot]!r} in this batch is also for reader "
                 f"{slot[0]!r} session {slot[1]}; give one sheet per reader and session"
             )
             continue
         batch_sessions[slot] = sheet.name
-        accepted.append((sheet, assignment, rows))
-        not_before = key.session_dates.get(assignment.session)
-        if not_before is not None and (now or dt.datetime.now(dt.UTC)).date() < not_before:
+        early = days_early(key, assignment.session, stamp.date())
+        if early and not allow_early:
+            problems.append(
+                f"{label}: session {slot[1]} may not be read before "
+                f"{key.session_dates[slot[1]].isoformat()} ({early} day(s) from now, the "
+                f"washout); refused. If the coordinator accepts the early reading, ingest "
+                "again with --allow-early (it is recorded in the log and the report)"
+            )
+            continue
+        if early:
             logger.warning(
-                "sheet %s is for session %d, which should not be read before %s",
+                "sheet %s is for session %d, which should not be read before %s (%d day(s) "
+                "early); stored because --allow-early was given, and recorded",
                 sheet.name,
                 assignment.session,
-                not_before.isoformat(),
+                key.session_dates[slot[1]].isoformat(),
+                early,
             )
+        accepted.append((sheet, assignment, rows, early))
     if problems:
         raise AnswerSheetError(problems)
 
-    stamp = now or dt.datetime.now(dt.UTC)
     lines: list[str] = []
     stored: dict[str, int] = {}
-    for sheet, assignment, rows in accepted:
+    stored_sheets: list[StoredSheet] = []
+    for sheet, assignment, rows, early in accepted:
         for line, iid, diagnosis in rows:
             record = AnswerRecord(
                 reader=assignment.reader,
@@ -292,9 +358,24 @@ def ingest_sheets(
                 sheet_line=line,
                 sheet_sha256=sheet.sha256,
                 ingested_at=stamp,
+                not_before=key.session_dates.get(assignment.session),
+                allowed_early=early > 0,
             )
             lines.append(record.model_dump_json())
         stored[str(sheet.path)] = len(rows)
+        mismatch = _name_mismatch(sheet.name, assignment)
+        if mismatch:
+            logger.warning("sheet %s: %s", sheet.path, mismatch)
+        stored_sheets.append(
+            StoredSheet(
+                file=str(sheet.path),
+                reader=assignment.reader,
+                session=assignment.session,
+                n_answers=len(rows),
+                early_days=early,
+                name_mismatch=mismatch,
+            )
+        )
     if lines:
         answers_path.parent.mkdir(parents=True, exist_ok=True)
         with answers_path.open("a", encoding="utf-8") as fh:
@@ -302,4 +383,4 @@ def ingest_sheets(
             fh.flush()
             os.fsync(fh.fileno())
     logger.info("ingested %d answers from %d sheet(s)", len(lines), len(stored))
-    return IngestResult(stored=stored, skipped=tuple(skipped))
+    return IngestResult(stored=stored, skipped=tuple(skipped), sheets=tuple(stored_sheets))

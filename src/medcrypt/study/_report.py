@@ -1,201 +1,226 @@
 """Write a tally: JSON, Markdown, HTML, a Figure 6-style chart and the iMRMC input files.
 
-iMRMC export (``imrmc/<class>.imrmc``), following the iMRMC input format (a free-text study
-description holding ``N0:``, ``N1:``, ``NR:``, ``NM:`` lines, then ``BEGIN DATA:``, then one
-``readerID,caseID,modalityID,score`` row per observation, with truth rows
-``-1,caseID,0,truth``). iMRMC analyses binary tasks, and this study has a closed list of
-several diagnoses, so one file is written per class, one-vs-rest:
+The Markdown and HTML reports hold, for every reader and pooled: the Figure 6 categories
+(with "both wrong" split by same / different diagnoses) and their Wilson CIs beside the
+paper's Figure 6, every statistic, and the confusion matrix of the diagnoses on original vs
+protected images; then agreement across readers (naming the images each statistic used when
+readers have not all answered the same images) and when each session came in. p-values below
+0.001 are written ``< 0.001``, never ``0.000``.
 
-- truth = 1 when the case's ground truth is that class, else 0;
-- score = 1 when the reader gave that diagnosis, else 0 (a binary score);
-- modality 1 = original image, 2 = protected image;
-- reader and case IDs are integers 1..R and 1..K; ``imrmc/ids.csv`` maps them back to reader
-  names and case IDs (the export is unblinded: keep it with the key, not with packets).
-
-Each file can be loaded by the iMRMC Java application or the R package (``doIMRMC``); the
-pair of modalities is the comparison of interest.
+``report.*`` and ``figure6.png`` hold no case ID and no image-to-case mapping. ``imrmc/``
+is unblinded (case IDs, truth): created 0700 with files 0600 (see :mod:`._imrmc`).
 """
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from medcrypt.study._ingest import AnswerRecord
+from medcrypt.study._chart import LABELS, draw_figure6
+from medcrypt.study._imrmc import imrmc_files, write_private_file
 from medcrypt.study._key import UnblindingKey
-from medcrypt.study._tally import FIGURE6_CATEGORIES, PairedSummary, Stat, TallyReport
+from medcrypt.study._log import AnswerRecord
+from medcrypt.study._tally import FIGURE6_SPLIT, PAPER_FIGURE6, PairedSummary, Stat, TallyReport
 
-__all__ = ["draw_figure6", "imrmc_files", "render_markdown", "write_report"]
+__all__ = ["draw_figure6", "format_p", "imrmc_files", "render_markdown", "write_report"]
 
 logger = logging.getLogger(__name__)
 
-_LABELS = {
-    "both_correct": "both correct",
-    "both_wrong": "both wrong",
-    "right_only_original": "right only on original",
-    "right_only_protected": "right only on protected",
-}
-_COLOURS = {
-    "both_correct": "#2e7d32",
-    "both_wrong": "#c62828",
-    "right_only_original": "#1565c0",
-    "right_only_protected": "#f9a825",
-}
-_MODALITY = {"original": 1, "protected": 2}
-
-
-def imrmc_files(key: UnblindingKey, answers: Sequence[AnswerRecord]) -> dict[str, str]:
-    """File name -> text of every iMRMC export file (see the module docstring)."""
-    readers = list(key.config.readers)
-    cases = list(key.cases())
-    truth = key.cases()
-    r_num = {r: i for i, r in enumerate(readers, start=1)}
-    c_num = {c: i for i, c in enumerate(cases, start=1)}
-    rows = sorted(
-        (
-            r_num[a.reader],
-            c_num[key.images[a.image_id].case_id],
-            _MODALITY[key.images[a.image_id].version],
-            a.diagnosis,
-        )
-        for a in answers
-    )
-    files: dict[str, str] = {}
-    skipped: list[str] = []
-    for cls in key.config.classes:
-        n1 = sum(1 for c in cases if truth[c] == cls)
-        if n1 in (0, len(cases)):
-            # iMRMC needs signal-present and signal-absent cases; this class has only one kind.
-            skipped.append(f"{cls} (N1 = {n1} of {len(cases)} cases)")
-            continue
-        out = io.StringIO()
-        out.write(
-            f"medcrypt reader study {key.config.name}: one-vs-rest for class {cls}\n"
-            "truth 1 = ground truth is this class; score 1 = reader gave this diagnosis\n"
-            "modality 1 = original image, modality 2 = protected image\n"
-            "reader and case numbers are mapped in ids.csv\n"
-            f"N0: {len(cases) - n1}\nN1: {n1}\nNR: {len(readers)}\nNM: 2\n"
-            "BEGIN DATA:\n"
-        )
-        for case in cases:
-            out.write(f"-1,{c_num[case]},0,{int(truth[case] == cls)}\n")
-        for reader, case_n, modality, dx in rows:
-            out.write(f"{reader},{case_n},{modality},{int(dx == cls)}\n")
-        files[f"{cls}.imrmc"] = out.getvalue()
-    ids = io.StringIO()
-    writer = csv.writer(ids, lineterminator="\n")
-    writer.writerow(["kind", "number", "name"])
-    writer.writerows(["reader", n, r] for r, n in r_num.items())
-    writer.writerows(["case", n, c] for c, n in c_num.items())
-    writer.writerows([["modality", 1, "original"], ["modality", 2, "protected"]])
-    files["ids.csv"] = ids.getvalue()
-    files["README.txt"] = _IMRMC_README + (
-        "\nNo file for these classes (iMRMC needs cases with and without the class):\n"
-        + "".join(f"  {s}\n" for s in skipped)
-        if skipped
-        else ""
-    )
-    return files
-
-
-_IMRMC_README = """iMRMC input files written by medcrypt study tally (unblinded: keep with the key).
-
-One file per diagnosis class, <class>.imrmc, for a one-vs-rest binary task:
-  - free-text description lines, then N0 (cases without the class), N1 (cases with it),
-    NR (readers) and NM (modalities = 2), then the line "BEGIN DATA:";
-  - truth rows:   -1,<case>,0,<1 if the ground truth is this class else 0>
-  - reader rows:  <reader>,<case>,<modality>,<1 if the reader gave this diagnosis else 0>
-    with modality 1 = original image, 2 = protected image.
-Reader and case numbers are listed in ids.csv. Scores are binary (0/1), so the AUC that
-iMRMC reports per modality is the mean of sensitivity and specificity for that class; the
-modality comparison (1 vs 2) is the question of the study.
-"""
-
-
-def draw_figure6(report: TallyReport, path: Path) -> None:
-    """Stacked horizontal bars of the Figure 6 categories, one per reader and pooled."""
-    groups = [*report.per_reader, report.pooled]
-    fig = Figure(figsize=(8, 1.2 + 0.6 * len(groups)))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    names = [f"{g.label} (n={g.n_pairs})" for g in groups]
-    left = [0.0] * len(groups)
-    for cat in FIGURE6_CATEGORIES:
-        widths = [g.figure6.percent[cat] or 0.0 for g in groups]
-        bars = ax.barh(names, widths, left=left, color=_COLOURS[cat], label=_LABELS[cat])
-        for bar, w in zip(bars, widths, strict=True):
-            if w >= 4:
-                ax.text(
-                    bar.get_x() + w / 2,
-                    bar.get_y() + bar.get_height() / 2,
-                    f"{w:.0f}%",
-                    ha="center",
-                    va="center",
-                    color="white",
-                    fontsize=8,
-                )
-        left = [a + b for a, b in zip(left, widths, strict=True)]
-    ax.set_xlim(0, 100)
-    ax.invert_yaxis()
-    ax.set_xlabel("% of paired readings (original vs protected image of the same case)")
-    ax.set_title(f"Reader study {report.study}: diagnoses on original vs protected images")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=120, metadata={"Software": None})
+Table = tuple[list[str], list[list[str]]]
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+def format_p(p: float | None) -> str:
+    """A p-value as a person reads it: ``< 0.001`` below 0.001, else three decimals."""
+    if p is None:
+        return "—"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def _stat_cell(s: Stat) -> str:
     if s.value is None:
-        return str(s.not_defined)
-    text = _fmt(s.value)
-    if s.ci_low is not None and s.ci_high is not None:
-        text += f" [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]"
-    if s.statistic is not None:
-        text += f" (stat {_fmt(s.statistic)}" + (f", df {s.df:g})" if s.df is not None else ")")
-    if s.not_defined:
-        text += f"; {s.not_defined}"
+        text = str(s.not_defined)
+    else:
+        text = f"p = {format_p(s.value)}" if s.p_value is not None else _fmt(s.value)
+        if s.ci_low is not None and s.ci_high is not None:
+            text += f" [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]"
+        if s.statistic is not None:
+            text += f" (stat {_fmt(s.statistic)}" + (f", df {s.df:g})" if s.df is not None else ")")
+        if s.not_defined:
+            text += f"; {s.not_defined}"
+    if s.note:
+        text += f" — {s.note}"
     return text
 
 
-def _summary_rows(g: PairedSummary) -> list[tuple[str, str]]:
+def _pct(g: PairedSummary, cat: str) -> str:
     f = g.figure6
+    p, band = f.percent.get(cat), f.ci_percent.get(cat)
+    if p is None:
+        return "—"
+    return f"{p:.1f}%" + (f" [{band[0]:.1f}, {band[1]:.1f}]" if band else "")
+
+
+def _figure6_table(report: TallyReport) -> Table:
+    groups = [*report.per_reader, report.pooled]
+    head = ["category", "paper Figure 6", *(f"{g.label} (n={g.n_pairs})" for g in groups)]
     rows = [
-        (
-            _LABELS[c],
-            f"{getattr(f, c)} ({_fmt(f.percent[c], 1)}%)",
-        )
-        for c in FIGURE6_CATEGORIES
+        [LABELS[c], f"{PAPER_FIGURE6[c]:.0f}%", *(_pct(g, c) for g in groups)]
+        for c in FIGURE6_SPLIT
     ]
-    rows += [
-        ("both wrong, same diagnosis", str(f.both_wrong_same_diagnosis)),
-        ("both wrong, different diagnoses", str(f.both_wrong_different_diagnosis)),
-        ("same diagnosis (proportion, Wilson CI)", _stat_cell(g.same_diagnosis)),
-        ("Cohen's kappa original vs protected", _stat_cell(g.cohen_kappa)),
-        (f"exact McNemar p (b={g.mcnemar_b}, c={g.mcnemar_c})", _stat_cell(g.mcnemar)),
-        ("Bowker symmetry p", _stat_cell(g.bowker)),
-        ("Stuart-Maxwell homogeneity p", _stat_cell(g.stuart_maxwell)),
-        ("accuracy on originals", _stat_cell(g.accuracy_original)),
-        ("accuracy on protected", _stat_cell(g.accuracy_protected)),
-        ("accuracy difference protected − original", _stat_cell(g.accuracy_difference)),
-        ("non-inferiority p", _stat_cell(g.non_inferiority)),
-        (
+    rows.append(
+        [
+            "same diagnosis",
+            "95%",
+            *(
+                _fmt(100 * g.same_diagnosis.value, 1) + "%"
+                if g.same_diagnosis.value is not None
+                else "—"
+                for g in groups
+            ),
+        ]
+    )
+    return head, rows
+
+
+def _summary_rows(g: PairedSummary) -> list[list[str]]:
+    return [
+        ["same diagnosis (proportion, Wilson CI)", _stat_cell(g.same_diagnosis)],
+        ["Cohen's kappa original vs protected", _stat_cell(g.cohen_kappa)],
+        [f"exact McNemar (b={g.mcnemar_b}, c={g.mcnemar_c})", _stat_cell(g.mcnemar)],
+        ["Bowker symmetry", _stat_cell(g.bowker)],
+        ["Stuart-Maxwell homogeneity", _stat_cell(g.stuart_maxwell)],
+        ["accuracy on originals", _stat_cell(g.accuracy_original)],
+        ["accuracy on protected", _stat_cell(g.accuracy_protected)],
+        [
+            "accuracy difference protected − original (Tango score CI)",
+            _stat_cell(g.accuracy_difference),
+        ],
+        ["the same with the Wald CI (comparison only)", _stat_cell(g.accuracy_difference_wald)],
+        ["non-inferiority (Tango score test)", _stat_cell(g.non_inferiority)],
+        [
             "non-inferior",
             "not decided" if g.non_inferior is None else ("yes" if g.non_inferior else "no"),
-        ),
+        ],
     ]
-    return rows
+
+
+def _confusion(report: TallyReport, g: PairedSummary) -> Table:
+    head = ["original \\ protected", *report.classes]
+    rows = [[c, *(str(v) for v in row)] for c, row in zip(report.classes, g.confusion, strict=True)]
+    return head, rows
+
+
+def _agreement(report: TallyReport) -> Table:
+    a = report.across_readers
+    rows = [
+        [s, _stat_cell(a.fleiss_kappa[s]), _stat_cell(a.krippendorff_alpha[s])]
+        for s in ("original", "protected", "all")
+    ]
+    return ["images", "Fleiss' kappa", "Krippendorff's alpha (nominal)"], rows
+
+
+def _sessions(report: TallyReport) -> Table:
+    rows = [
+        [
+            t.reader,
+            str(t.session),
+            t.not_before.isoformat() if t.not_before else "—",
+            t.ingested_on.isoformat(),
+            t.status + (f": {t.detail}" if t.detail else ""),
+        ]
+        for t in report.sessions
+    ]
+    return ["reader", "session", "not before", "ingested", "timing"], rows
+
+
+def _md_table(table: Table) -> list[str]:
+    head, rows = table
+
+    def cell(x: str) -> str:
+        return x.replace("|", "\\|")
+
+    return [
+        "| " + " | ".join(cell(h) for h in head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows),
+        "",
+    ]
+
+
+def _html_table(table: Table) -> str:
+    e = html.escape
+    head, rows = table
+    return (
+        "<table><tr>"
+        + "".join(f"<th>{e(h)}</th>" for h in head)
+        + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+        + "</table>"
+    )
+
+
+def _sections(report: TallyReport) -> list[tuple[int, str, list[Table | str]]]:
+    """(heading level, title, blocks) in order; shared by Markdown and HTML."""
+    level = 100 * (1 - report.alpha)
+    out: list[tuple[int, str, list[Table | str]]] = [
+        (
+            2,
+            "Figure 6: ours beside the paper's",
+            [
+                f"Percent of paired readings with {level:g}% Wilson score CIs. The paper's "
+                "Figure 6 (3 doctors, brain MRI) reports 95% same diagnoses = 72% both correct + "
+                "23% both wrong, so its both-wrong readings are same-diagnosis.",
+                _figure6_table(report),
+            ],
+        )
+    ]
+    for g in [*report.per_reader, report.pooled]:
+        out.append(
+            (
+                2,
+                f"{g.label} ({g.n_pairs} paired readings)",
+                [(["quantity", "value"], _summary_rows(g))],
+            )
+        )
+        out.append(
+            (
+                3,
+                f"{g.label}: diagnoses on original (rows) vs protected (columns)",
+                [_confusion(report, g)],
+            )
+        )
+    out.append(
+        (
+            2,
+            f"Agreement across readers ({report.across_readers.n_readers} readers)",
+            [_agreement(report)],
+        )
+    )
+    flagged = [t for t in report.sessions if t.status != "on time"]
+    out.append(
+        (
+            2,
+            "Sessions: not-before dates and ingest dates",
+            [
+                f"Washout {report.washout_days} days. "
+                + (
+                    f"{len(flagged)} session(s) early or late (below)."
+                    if flagged
+                    else "Every ingested session came in on time."
+                ),
+                _sessions(report),
+            ],
+        )
+    )
+    return out
 
 
 def render_markdown(report: TallyReport) -> str:
@@ -210,49 +235,17 @@ def render_markdown(report: TallyReport) -> str:
         "",
         "![Figure 6](figure6.png)",
         "",
-        "For comparison, the paper's Figure 6 (3 doctors, brain MRI): both correct 72%, both "
-        "wrong 23%, right only on original 2%, right only on protected 3% (same diagnosis 95%).",
-        "",
     ]
-    for note in report.notes:
-        lines.append(f"- note: {note}")
+    lines += [f"- note: {n}" for n in report.notes]
     if report.notes:
         lines.append("")
-    for g in [*report.per_reader, report.pooled]:
-        lines += [
-            f"## {g.label} ({g.n_pairs} paired readings)",
-            "",
-            "| quantity | value |",
-            "|---|---|",
-        ]
-        lines += [f"| {k} | {v} |" for k, v in _summary_rows(g)]
-        lines.append("")
-    short = [c[:12] for c in report.classes]
+    for depth, title, blocks in _sections(report):
+        lines += ["#" * depth + f" {title}", ""]
+        for block in blocks:
+            lines += [block, ""] if isinstance(block, str) else _md_table(block)
     lines += [
-        "## Pooled diagnoses: original (rows) vs protected (columns)",
-        "",
-        "| original \\ protected | " + " | ".join(short) + " |",
-        "|---|" + "---|" * len(short),
-    ]
-    for name, row in zip(short, report.pooled.confusion, strict=True):
-        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
-    lines.append("")
-    a = report.across_readers
-    lines += [
-        f"## Agreement across readers ({a.n_readers} readers)",
-        "",
-        "| images | Fleiss' kappa | Krippendorff's alpha (nominal) |",
-        "|---|---|---|",
-    ]
-    for subset in ("original", "protected", "all"):
-        lines.append(
-            f"| {subset} | {_stat_cell(a.fleiss_kappa[subset])} | "
-            f"{_stat_cell(a.krippendorff_alpha[subset])} |"
-        )
-    lines += [
-        "",
         "Pooled statistics treat every (reader, case) pair as independent; for a multi-reader "
-        "multi-case analysis use the iMRMC files in `imrmc/`.",
+        "multi-case analysis use the iMRMC files in `imrmc/` (unblinded: keep with the key).",
         "",
     ]
     return "\n".join(lines)
@@ -263,8 +256,9 @@ def _render_html(report: TallyReport) -> str:
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(report.study)}: tally</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #999;padding:.2em .5em;text-align:left}</style></head><body>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+        "margin-bottom:1em}td,th{border:1px solid #999;padding:.2em .5em;text-align:left}"
+        "img{max-width:100%}</style></head><body>",
         f"<h1>Reader study {e(report.study)}: tally</h1>",
         f"<p>Design <code>{e(report.design)}</code>, {report.n_cases} cases, "
         f"{report.n_answers} answers, CIs at {100 * (1 - report.alpha):g}%, "
@@ -273,21 +267,11 @@ def _render_html(report: TallyReport) -> str:
     ]
     if report.notes:
         parts.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in report.notes) + "</ul>")
-    for g in [*report.per_reader, report.pooled]:
-        parts.append(f"<h2>{e(g.label)} ({g.n_pairs} paired readings)</h2><table>")
-        parts += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary_rows(g)]
-        parts.append("</table>")
-    a = report.across_readers
-    parts.append(
-        f"<h2>Agreement across readers ({a.n_readers})</h2><table><tr><th>images</th>"
-        "<th>Fleiss' kappa</th><th>Krippendorff's alpha (nominal)</th></tr>"
-    )
-    for subset in ("original", "protected", "all"):
-        parts.append(
-            f"<tr><td>{subset}</td><td>{e(_stat_cell(a.fleiss_kappa[subset]))}</td>"
-            f"<td>{e(_stat_cell(a.krippendorff_alpha[subset]))}</td></tr>"
-        )
-    parts.append("</table></body></html>\n")
+    for depth, title, blocks in _sections(report):
+        parts.append(f"<h{depth}>{e(title)}</h{depth}>")
+        for block in blocks:
+            parts.append(f"<p>{e(block)}</p>" if isinstance(block, str) else _html_table(block))
+    parts.append("</body></html>\n")
     return "".join(parts)
 
 
@@ -299,7 +283,10 @@ def write_report(
 ) -> dict[str, Path]:
     """Write report.json, report.md, report.html, figure6.png and imrmc/*; return the paths."""
     out_dir = Path(out_dir)
-    (out_dir / "imrmc").mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    imrmc_dir = out_dir / "imrmc"
+    imrmc_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(imrmc_dir, 0o700)
     paths = {
         "json": out_dir / "report.json",
         "markdown": out_dir / "report.md",
@@ -312,8 +299,8 @@ def write_report(
     paths["html"].write_text(_render_html(report), encoding="utf-8")
     draw_figure6(report, paths["chart"])
     for name, text in imrmc_files(key, answers).items():
-        target = out_dir / "imrmc" / name
-        target.write_text(text, encoding="utf-8")
+        target = imrmc_dir / name
+        write_private_file(target, text)
         paths[f"imrmc/{name}"] = target
-    logger.info("wrote the tally report to %s", out_dir)
+    logger.info("wrote the tally report to %s (imrmc/ is unblinded, owner-only)", out_dir)
     return paths

@@ -56,14 +56,23 @@ def test_cli_create_ingest_tally(tmp_path: Path, phantoms, helpers) -> None:  # 
     # a broken sheet: nothing is ingested and every problem is printed
     broken = tmp_path / "broken.csv"
     broken.write_text(sheets[0].read_text().replace(",meningioma\n", ",glioma\n"))
-    res = runner.invoke(main, ["study", "ingest", str(out), str(broken), *map(str, sheets[1:])])
+    res = runner.invoke(
+        main, ["study", "ingest", str(out), "--allow-early", str(broken), *map(str, sheets[1:])]
+    )
     assert res.exit_code == 2
     assert "nothing was ingested" in res.output
     assert "broken.csv line" in res.output and "'glioma'" in res.output
     assert not (out / "answers.jsonl").exists()
 
     res = runner.invoke(main, ["study", "ingest", str(out), *map(str, sheets)])
+    assert res.exit_code == 2  # every session is in the future: refused (the washout)
+    assert "may not be read before 2027-03-01" in res.output
+    res = runner.invoke(
+        main, ["study", "ingest", str(out), "--allow-early", *map(str, sheets)]
+    )
     assert res.exit_code == 0, res.output
+    assert "stored 10 answers for reader 'ann' session 1 from file" in res.output
+    assert "before its not-before date; accepted with --allow-early (recorded)" in res.output
     assert len(read_answers(out / "answers.jsonl")) == 2 * 10 * 3
     res = runner.invoke(main, ["study", "ingest", str(out), str(sheets[0])])
     assert res.exit_code == 0 and "skipped" in res.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -39,9 +40,13 @@ def _edit(path: Path, change: Callable[[list[list[str]]], None], out: Path) -> P
     return out
 
 
-def _problems(key, sheets, answers: Path) -> list[str]:  # type: ignore[no-untyped-def]
+#: a day after both sessions' not-before dates, so the washout check never fires by accident
+AFTER = dt.datetime(2027, 6, 1, tzinfo=dt.UTC)
+
+
+def _problems(key, sheets, answers: Path, now: dt.datetime = AFTER) -> list[str]:  # type: ignore[no-untyped-def]
     with pytest.raises(AnswerSheetError) as info:
-        ingest_sheets(key, sheets, answers)
+        ingest_sheets(key, sheets, answers, now=now)
     assert not answers.exists(), "something was ingested although validation failed"
     return info.value.problems
 
@@ -128,8 +133,8 @@ def test_sheet_for_the_wrong_reader(study, tmp_path):  # type: ignore[no-untyped
     problems = _problems(key, [bad], tmp_path / "answers.jsonl")
     assert len(problems) == 10 + 10  # every row, and then every image is unanswered
     assert problems[0] == (
-        f"bad.csv line {FIRST_DATA_LINE}: row is for reader 'bob' session '1' but this sheet "
-        "was issued to reader 'alice' session 1 (sheet for the wrong reader or session)"
+        f"bad.csv line {FIRST_DATA_LINE}: the row names reader 'bob' but this sheet was issued "
+        "to reader 'alice' session 1 (a sheet for the wrong reader?)"
     )
 
 
@@ -144,8 +149,8 @@ def test_sheet_for_the_wrong_session(study, tmp_path):  # type: ignore[no-untype
     bad = _edit(made.sheet("alice", 1), change, tmp_path / "bad.csv")
     problems = "\n".join(_problems(key, [bad], tmp_path / "answers.jsonl"))
     assert (
-        f"bad.csv line {FIRST_DATA_LINE}: row is for reader 'alice' session '2' but this sheet "
-        "was issued to reader 'alice' session 1 (sheet for the wrong reader or session)"
+        f"bad.csv line {FIRST_DATA_LINE}: the row says session 2 but this sheet was issued for "
+        "reader 'alice' session 1 (a sheet for the wrong session?)"
     ) in problems
     assert (
         f"bad.csv line {FIRST_DATA_LINE + 1}: image ID {s2[0]!r} is not in the packet of "
@@ -187,7 +192,9 @@ def test_all_problems_of_all_sheets_at_once_and_nothing_half_ingested(study, tmp
     joined = "\n".join(problems)
     assert "bad.csv line 10: diagnosis 'tumour'" in joined
     assert "bad.csv line 11: missing answer" in joined
-    assert "bad.csv line 12: unknown image ID '0000-0000-0000'" in joined
+    assert (
+        "bad.csv line 12: image ID '0000-0000-0000' is not written like an image ID" in joined
+    )
     assert len(problems) == 4  # + the row lost to the unknown ID
     assert not answers.exists()
     # the message of the error lists them too
@@ -265,18 +272,92 @@ def test_not_utf8_sheet_is_a_problem(study, tmp_path):  # type: ignore[no-untype
     assert problem == "latin1.csv: is not UTF-8 text; save the sheet as CSV (UTF-8)"
 
 
-def test_session_two_ingested_before_its_date_is_logged(study, tmp_path, caplog):  # type: ignore[no-untyped-def]
-    import datetime as dt
+def test_session_two_before_its_date_is_refused_unless_allowed(study, tmp_path, caplog):  # type: ignore[no-untyped-def]
+    """Washout (issue 12 item 3): an early session-2 sheet is refused; --allow-early is recorded."""
     import logging
 
     made, key = study
-    early = dt.datetime.combine(key.session_dates[2], dt.time(), tzinfo=dt.UTC) - dt.timedelta(
-        days=1
+    not_before = key.session_dates[2]
+    early = dt.datetime.combine(not_before, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=212)
+    answers = tmp_path / "answers.jsonl"
+    [problem] = _problems(key, [made.sheet("alice", 2)], answers, now=early)
+    assert problem.startswith(
+        "answers_alice_session-2.csv: session 2 may not be read before "
+        f"{not_before.isoformat()}"
     )
+    assert "(212 day(s) from now, the washout); refused" in problem
+    assert "--allow-early" in problem
+
     with caplog.at_level(logging.WARNING, logger="medcrypt.study"):
-        ingest_sheets(key, [made.sheet("alice", 2)], tmp_path / "answers.jsonl", now=early)
-    assert "should not be read before" in caplog.text
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="medcrypt.study"):
-        ingest_sheets(key, [made.sheet("alice", 1)], tmp_path / "answers.jsonl", now=early)
-    assert "should not be read before" not in caplog.text
+        result = ingest_sheets(
+            key, [made.sheet("alice", 2)], answers, now=early, allow_early=True
+        )
+    assert "212 day(s) early" in caplog.text
+    assert result.sheets[0].early_days == 212
+    records = read_answers(answers)
+    assert {r.allowed_early for r in records} == {True}
+    assert {r.not_before for r in records} == {not_before}
+    # session 1 on its first day is on time: nothing recorded as early
+    on_time = dt.datetime.combine(key.session_dates[1], dt.time(), tzinfo=dt.UTC)
+    result = ingest_sheets(key, [made.sheet("bob", 1)], answers, now=on_time)
+    assert result.sheets[0].early_days == 0
+    assert not any(r.allowed_early for r in read_answers(answers) if r.reader == "bob")
+
+
+def test_uppercase_image_id_is_normalised_not_unknown(study, tmp_path):  # type: ignore[no-untyped-def]
+    """IDs are lowercase base32, so an uppercased ID is the same ID (issue 12 item 7)."""
+    made, key = study
+
+    def change(rows: list[list[str]]) -> None:
+        rows[0][3] = rows[0][3].upper()
+        rows[1][0] = "ALICE"
+
+    sheet = _edit(made.sheet("alice", 1), change, tmp_path / "caps.csv")
+    ingest_sheets(key, [sheet], tmp_path / "answers.jsonl")
+    records = read_answers(tmp_path / "answers.jsonl")
+    assert [r.image_id for r in records] == list(key.assignment("alice", 1).image_ids)
+
+
+def test_session_written_as_float_gets_a_precise_message(study, tmp_path):  # type: ignore[no-untyped-def]
+    made, key = study
+
+    def change(rows: list[list[str]]) -> None:
+        rows[0][1] = "1.0"
+        rows[1][1] = "3"
+
+    bad = _edit(made.sheet("alice", 1), change, tmp_path / "bad.csv")
+    problems = _problems(key, [bad], tmp_path / "answers.jsonl")
+    assert problems[0] == (
+        f"bad.csv line {FIRST_DATA_LINE}: session '1.0' is not written as a whole number: "
+        "write 1 (a spreadsheet may have reformatted the column)"
+    )
+    assert problems[1] == (
+        f"bad.csv line {FIRST_DATA_LINE + 1}: session '3' is not a session number (1 or 2)"
+    )
+    assert not any("wrong reader" in p for p in problems[:2])
+
+
+def test_sheet_stored_under_its_code_not_its_file_name(study, tmp_path):  # type: ignore[no-untyped-def]
+    """carol's sheet saved as answers_bob_session-1.csv is carol's, and said to be."""
+    made, key = study
+    misnamed = tmp_path / "answers_bob_session-1.csv"
+    misnamed.write_bytes(made.sheet("carol", 1).read_bytes())
+    result = ingest_sheets(key, [misnamed], tmp_path / "answers.jsonl")
+    [stored] = result.sheets
+    assert (stored.reader, stored.session, stored.file) == ("carol", 1, str(misnamed))
+    assert stored.name_mismatch is not None
+    assert "file name says reader 'bob' session 1" in stored.name_mismatch
+    assert "stored under reader 'carol'" in stored.name_mismatch
+    assert {r.reader for r in read_answers(tmp_path / "answers.jsonl")} == {"carol"}
+    # a problem in such a sheet names the reader the code says, and the file
+    broken = tmp_path / "x" / "answers_bob_session-1.csv"
+    broken.parent.mkdir()
+    _edit(made.sheet("carol", 2), lambda rows: rows[0].__setitem__(4, "x"), broken)
+    broken.rename(broken.with_name("answers_bob_session-2.csv"))
+    problems = _problems(
+        key, [broken.with_name("answers_bob_session-2.csv")], tmp_path / "other.jsonl"
+    )
+    assert problems[0].startswith(
+        "answers_bob_session-2.csv (the sheet of reader 'carol' session 2, by its sheet code) "
+        f"line {FIRST_DATA_LINE}:"
+    )

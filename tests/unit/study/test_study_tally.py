@@ -68,15 +68,14 @@ def test_all_answers_identical_gives_explicit_not_defined(make_study, tmp_path):
     assert pooled.same_diagnosis.value == 1.0
     assert pooled.cohen_kappa.value is None
     assert pooled.cohen_kappa.not_defined.startswith("not defined because every case received")
-    assert pooled.mcnemar.not_defined == (
-        "not defined because there is no discordant pair (no case right on one version only)"
-    )
+    # zero discordant pairs: defined (issue 12 item 2). McNemar p = 1 (statsmodels), and the
+    # Tango interval at n = 30 is +-z^2 / (n + z^2) = +-0.1135 (hand computation in
+    # test_study_stats.py), which does not reach inside the 0.1 margin: not non-inferior.
+    assert pooled.mcnemar.p_value == 1.0 and pooled.mcnemar.not_defined is None
     assert pooled.bowker.not_defined == "not defined because fewer than two diagnoses were used"
     assert pooled.stuart_maxwell.value is None
-    assert pooled.non_inferiority.not_defined.startswith(
-        "not defined because every paired difference is +0"
-    )
-    assert pooled.non_inferior is None
+    assert pooled.accuracy_difference.ci_low == pytest.approx(-0.11351, abs=1e-5)
+    assert pooled.non_inferior is False
     assert pooled.accuracy_difference.value == 0.0
     for subset in ("original", "protected", "all"):
         assert report.across_readers.fleiss_kappa[subset].not_defined.startswith(
@@ -156,7 +155,7 @@ def test_partial_answers_are_noted_and_single_reader_agreement_not_defined(make_
     )
 
 
-@pytest.mark.parametrize(("margin", "expected"), [(0.2, True), (0.01, False)])
+@pytest.mark.parametrize(("margin", "expected"), [(0.25, True), (0.2, False), (0.01, False)])
 def test_non_inferiority_decision_follows_the_margin(make_study, margin, expected):  # type: ignore[no-untyped-def]
     made, _ = make_study(non_inferiority_margin=margin)
     key = load_key(made.key_path)
@@ -171,6 +170,10 @@ def test_non_inferiority_decision_follows_the_margin(make_study, margin, expecte
     assert pooled.accuracy_difference.value == pytest.approx(-2 / 30)
     assert pooled.non_inferior is expected
     assert (pooled.accuracy_difference.ci_low > -margin) is expected
+    # b = 2, c = 0 of 30: Tango [-0.213, 0.054]; the Wald interval [-0.157, 0.024] would
+    # have called margin 0.2 non-inferior
+    assert pooled.accuracy_difference.ci_low == pytest.approx(-0.21323, abs=1e-4)
+    assert pooled.accuracy_difference_wald.ci_low == pytest.approx(-0.15745, abs=1e-4)
 
 
 def test_imrmc_export_skips_classes_without_cases(make_study, tmp_path):  # type: ignore[no-untyped-def]

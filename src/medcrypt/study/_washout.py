@@ -1,0 +1,106 @@
+"""Washout: when each session may be read, and when its sheet actually came in.
+
+At ingest, a sheet that comes in before its session's not-before date is refused unless the
+coordinator passes ``allow_early`` (``medcrypt study ingest --allow-early``); the answers then
+carry ``allowed_early=True`` in the log. The tally lists every early or late session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from medcrypt.config import StrictModel
+from medcrypt.study._key import UnblindingKey
+from medcrypt.study._log import AnswerRecord
+
+__all__ = ["SessionTiming", "days_early", "session_timings"]
+
+
+def days_early(key: UnblindingKey, session: int, today: dt.date) -> int:
+    """How many days before its not-before date ``session`` is read ``today`` (0 if not early)."""
+    not_before = key.session_dates.get(session)
+    return max((not_before - today).days, 0) if not_before is not None else 0
+
+
+class SessionTiming(StrictModel):
+    """When one reader's sheet for one session was ingested, against its not-before date."""
+
+    reader: str
+    session: int
+    not_before: dt.date | None
+    ingested_on: dt.date
+    #: days before ``not_before`` (> 0 only when early)
+    days_early: int
+    allowed_early: bool
+    #: ``on time``, ``early`` or ``late``
+    status: str
+    detail: str
+
+
+def session_timings(key: UnblindingKey, answers: Sequence[AnswerRecord]) -> list[SessionTiming]:
+    """One row per ingested (reader, session): early, on time or late.
+
+    Early: ingested before the session's not-before date. Late: session 1 ingested on or
+    after session 2's not-before date (session 1 may have been read inside session 2's
+    window), or session 2 ingested more than ``washout_days`` after its not-before date, or
+    session 2 ingested less than ``washout_days`` after the same reader's session 1 sheet.
+    """
+    washout = key.config.washout_days
+    first: dict[tuple[str, int], AnswerRecord] = {}
+    for rec in answers:
+        slot = (rec.reader, rec.session)
+        if slot not in first or rec.ingested_at < first[slot].ingested_at:
+            first[slot] = rec
+    rows: list[SessionTiming] = []
+    for reader in key.config.readers:
+        for session in (1, 2):
+            got = first.get((reader, session))
+            if got is None:
+                continue
+            rec = got
+            not_before = key.session_dates.get(session)
+            day = rec.ingested_at.date()
+            early = (not_before - day).days if not_before is not None else 0
+            status, detail = "on time", ""
+            if early > 0:
+                status = "early"
+                detail = f"ingested {early} day(s) before its not-before date " + (
+                    "(accepted with --allow-early)"
+                    if rec.allowed_early
+                    else "(not recorded as allowed)"
+                )
+            elif session == 1 and 2 in key.session_dates and day >= key.session_dates[2]:
+                status = "late"
+                detail = (
+                    f"ingested on or after session 2's not-before date "
+                    f"{key.session_dates[2].isoformat()}: it may have been read inside the washout"
+                )
+            elif session == 2:
+                s1 = first.get((reader, 1))
+                gap = (day - s1.ingested_at.date()).days if s1 is not None else None
+                if gap is not None and gap < washout:
+                    status = "late"
+                    detail = (
+                        f"ingested {gap} day(s) after this reader's session 1 sheet, less than "
+                        f"the {washout}-day washout"
+                    )
+                elif not_before is not None and washout and (day - not_before).days > washout:
+                    status = "late"
+                    detail = (
+                        f"ingested {(day - not_before).days} day(s) after its not-before date "
+                        f"(more than the {washout}-day washout)"
+                    )
+            rows.append(
+                SessionTiming(
+                    reader=reader,
+                    session=session,
+                    not_before=not_before,
+                    ingested_on=day,
+                    days_early=max(early, 0),
+                    allowed_early=rec.allowed_early,
+                    status=status,
+                    detail=detail,
+                )
+            )
+    return rows
