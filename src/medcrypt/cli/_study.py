@@ -127,6 +127,9 @@ def create(
     click.echo(f"hand out only: {made.packets_dir}")
     click.echo(f"unblinding key (keep private, mode 0600): {made.key_path}")
     click.echo(f"session 2 not before: {made.session_dates[2].isoformat()}")
+    if made.blinding is not None:
+        click.echo(made.blinding.summary(), err=made.blinding.separable)
+        click.echo(f"blinding figures for the ethics file: {out / 'README.md'}")
 
 
 @study.command("ingest")

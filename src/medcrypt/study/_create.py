@@ -3,6 +3,8 @@
 Study folder layout (``out``)::
 
     out/study.json                                   public manifest (no secret, no truth)
+    out/README.md, out/blinding.json                 design, dates and the blinding check
+                                                     (pixel separability of the versions)
     out/packets/<reader>/session-<n>/packet.html     printable packet, instructions first
     out/packets/<reader>/session-<n>/packet.pdf      the same as PDF (``pdf_packets: true``)
     out/packets/<reader>/session-<n>/images/<id>.png uncompressed 16-bit PNGs, one size
@@ -11,7 +13,9 @@ Study folder layout (``out``)::
 
 Only ``packets/`` goes to readers. Nothing in it names a case or a version: image file names
 are keyed hashes, every image file has the same size and chunk layout, image files are
-written in presentation order and all packet files get the same modification time.
+written in presentation order and all packet files get the same modification time. Whether
+the *pixels* tell the versions apart is measured, not assumed (:mod:`._blinding`): the figures
+go into ``README.md`` and ``CreatedStudy.blinding``.
 """
 
 from __future__ import annotations
@@ -198,8 +202,8 @@ def create_study(
             for c in cases
         }
     )
-    if blinding.separable:
-        logger.warning("%s", blinding.summary())
+    # Not a logging warning: the CLI prints it to stderr, and the README holds it for good.
+    logger.info("%s", blinding.summary())
     sizes = {len(b) for b in encoded.values()}
     if len(sizes) != 1:  # pragma: no cover - guarded by the fixed-size encoder
         raise StudyError(f"packet images differ in byte size {sorted(sizes)}; blinding broken")

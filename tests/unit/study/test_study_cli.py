@@ -67,9 +67,7 @@ def test_cli_create_ingest_tally(tmp_path: Path, phantoms, helpers) -> None:  # 
     res = runner.invoke(main, ["study", "ingest", str(out), *map(str, sheets)])
     assert res.exit_code == 2  # every session is in the future: refused (the washout)
     assert "may not be read before 2027-03-01" in res.output
-    res = runner.invoke(
-        main, ["study", "ingest", str(out), "--allow-early", *map(str, sheets)]
-    )
+    res = runner.invoke(main, ["study", "ingest", str(out), "--allow-early", *map(str, sheets)])
     assert res.exit_code == 0, res.output
     assert "stored 10 answers for reader 'ann' session 1 from file" in res.output
     assert "before its not-before date; accepted with --allow-early (recorded)" in res.output

@@ -192,9 +192,7 @@ def test_all_problems_of_all_sheets_at_once_and_nothing_half_ingested(study, tmp
     joined = "\n".join(problems)
     assert "bad.csv line 10: diagnosis 'tumour'" in joined
     assert "bad.csv line 11: missing answer" in joined
-    assert (
-        "bad.csv line 12: image ID '0000-0000-0000' is not written like an image ID" in joined
-    )
+    assert "bad.csv line 12: image ID '0000-0000-0000' is not written like an image ID" in joined
     assert len(problems) == 4  # + the row lost to the unknown ID
     assert not answers.exists()
     # the message of the error lists them too
@@ -282,16 +280,13 @@ def test_session_two_before_its_date_is_refused_unless_allowed(study, tmp_path, 
     answers = tmp_path / "answers.jsonl"
     [problem] = _problems(key, [made.sheet("alice", 2)], answers, now=early)
     assert problem.startswith(
-        "answers_alice_session-2.csv: session 2 may not be read before "
-        f"{not_before.isoformat()}"
+        f"answers_alice_session-2.csv: session 2 may not be read before {not_before.isoformat()}"
     )
     assert "(212 day(s) from now, the washout); refused" in problem
     assert "--allow-early" in problem
 
     with caplog.at_level(logging.WARNING, logger="medcrypt.study"):
-        result = ingest_sheets(
-            key, [made.sheet("alice", 2)], answers, now=early, allow_early=True
-        )
+        result = ingest_sheets(key, [made.sheet("alice", 2)], answers, now=early, allow_early=True)
     assert "212 day(s) early" in caplog.text
     assert result.sheets[0].early_days == 212
     records = read_answers(answers)
