@@ -13,10 +13,11 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from medcrypt.study._tally import FIGURE6_SPLIT, PAPER_FIGURE6, TallyReport
 
-__all__ = ["COLOURS", "LABELS", "draw_figure6"]
+__all__ = ["COLOURS", "LABELS", "draw_figure6", "figure6_figure"]
 
 LABELS = {
     "both_correct": "both correct",
@@ -42,27 +43,35 @@ _TEXT_ON = {
 }
 _INSIDE_MIN = 7.0  # percent: narrower segments get their label outside the bar
 _PAPER = "paper Figure 6 (3 doctors)"
+_ROW = 1.8  # vertical distance between bars, room for labels above and below
+
+
+def _label(w: float) -> str:
+    """Whole percentages as such, others with one decimal (1.5% is not "2%")."""
+    return f"{w:.0f}%" if abs(w - round(w)) < 0.05 else f"{w:.1f}%"
 
 
 def _bars(ax, rows: list[tuple[str, dict[str, float]]]) -> None:  # type: ignore[no-untyped-def]
     height = 0.5
-    for y, (_name, pct) in enumerate(rows):
+    for row, (_name, pct) in enumerate(rows):
+        y = _ROW * row
         left = 0.0
         outside = 0
         for cat in FIGURE6_SPLIT:
             w = pct.get(cat, 0.0)
             ax.barh(y, w, left=left, height=height, color=COLOURS[cat], edgecolor="white", lw=0.5)
             if w > 0:
-                label = f"{w:.0f}%" if w >= 1 else f"{w:.1f}%"
+                label = _label(w)
                 x = left + w / 2
                 if w >= _INSIDE_MIN:
                     ax.text(x, y, label, ha="center", va="center", color=_TEXT_ON[cat], fontsize=8)
                 else:
-                    # above for the first small segment, below for the next, and so on
-                    dy = -(height / 2 + 0.22) if outside % 2 == 0 else height / 2 + 0.22
+                    # small segments: above, below, above (higher), below (lower), ...
+                    side = -1.0 if outside % 2 == 0 else 1.0
+                    dy = side * (height / 2 + 0.3 + 0.32 * (outside // 2))
                     ax.annotate(
                         label,
-                        xy=(x, y + (height / 2 if dy > 0 else -height / 2)),
+                        xy=(x, y + side * height / 2),
                         xytext=(x, y + dy),
                         ha="center",
                         va="center",
@@ -71,8 +80,8 @@ def _bars(ax, rows: list[tuple[str, dict[str, float]]]) -> None:  # type: ignore
                     )
                     outside += 1
             left += w
-    ax.set_yticks(range(len(rows)), [name for name, _ in rows], fontsize=9)
-    ax.set_ylim(len(rows) - 0.3, -0.7)
+    ax.set_yticks([_ROW * i for i in range(len(rows))], [name for name, _ in rows], fontsize=9)
+    ax.set_ylim(_ROW * (len(rows) - 1) + 1.0, -1.0)
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of paired readings (original and protected image of one case)")
 
@@ -91,8 +100,8 @@ def _intervals(ax, report: TallyReport) -> None:  # type: ignore[no-untyped-def]
                 continue
             ys.append(ci - 0.4 + step * (gi + 0.5))
             xs.append(pct)
-            lo.append(pct - band[0])
-            hi.append(band[1] - pct)
+            lo.append(max(pct - band[0], 0.0))
+            hi.append(max(band[1] - pct, 0.0))
         pooled = g is report.pooled
         ax.errorbar(
             xs,
@@ -125,20 +134,20 @@ def _intervals(ax, report: TallyReport) -> None:  # type: ignore[no-untyped-def]
     ax.legend(fontsize=7, loc="lower right", frameon=True)
 
 
-def draw_figure6(report: TallyReport, path: Path) -> None:
-    """Write the chart as PNG (deterministic: no software or date metadata)."""
+def figure6_figure(report: TallyReport) -> Figure:
+    """The chart as a matplotlib Figure (axes 0: stacked bars, axes 1: Wilson CIs)."""
     rows: list[tuple[str, dict[str, float]]] = [
         (f"{g.label} (n={g.n_pairs})", {c: g.figure6.percent.get(c) or 0.0 for c in FIGURE6_SPLIT})
         for g in [*report.per_reader, report.pooled]
     ]
     rows.append((_PAPER, {c: PAPER_FIGURE6[c] for c in FIGURE6_SPLIT}))
-    height = max(4.2, 1.9 + 0.62 * len(rows))
+    height = max(4.6, 1.9 + 0.95 * len(rows))
     fig = Figure(figsize=(14, height))
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1.0]})
     _bars(left, rows)
     _intervals(right, report)
-    handles = [left.barh([0], [0], color=COLOURS[c], label=LABELS[c])[0] for c in FIGURE6_SPLIT]
+    handles = [Patch(color=COLOURS[c], label=LABELS[c]) for c in FIGURE6_SPLIT]
     fig.legend(
         handles=handles,
         loc="lower center",
@@ -152,4 +161,9 @@ def draw_figure6(report: TallyReport, path: Path) -> None:
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0.07, 1, 0.95))
-    fig.savefig(path, format="png", dpi=110, metadata={"Software": None})
+    return fig
+
+
+def draw_figure6(report: TallyReport, path: Path) -> None:
+    """Write the chart as PNG (deterministic: no software or date metadata)."""
+    figure6_figure(report).savefig(path, format="png", dpi=110, metadata={"Software": None})

@@ -52,7 +52,7 @@ def _stat_cell(s: Stat) -> str:
         if s.ci_low is not None and s.ci_high is not None:
             text += f" [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]"
         if s.statistic is not None:
-            text += f" (stat {_fmt(s.statistic)}" + (f", df {s.df:g})" if s.df is not None else ")")
+            text += f" (stat {s.statistic:.4g}" + (f", df {s.df:g})" if s.df is not None else ")")
         if s.not_defined:
             text += f"; {s.not_defined}"
     if s.note:

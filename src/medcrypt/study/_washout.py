@@ -41,10 +41,10 @@ class SessionTiming(StrictModel):
 def session_timings(key: UnblindingKey, answers: Sequence[AnswerRecord]) -> list[SessionTiming]:
     """One row per ingested (reader, session): early, on time or late.
 
-    Early: ingested before the session's not-before date. Late: session 1 ingested on or
-    after session 2's not-before date (session 1 may have been read inside session 2's
-    window), or session 2 ingested more than ``washout_days`` after its not-before date, or
-    session 2 ingested less than ``washout_days`` after the same reader's session 1 sheet.
+    Early: ingested before the session's not-before date, so it was read too soon (refused at
+    ingest unless ``--allow-early``). Late: ingested more than ``washout_days`` after its
+    not-before date; for session 1 that is after session 2 opened. The ingest date does not
+    say when a sheet was read, so "late" asks the coordinator to check, nothing more.
     """
     washout = key.config.washout_days
     first: dict[tuple[str, int], AnswerRecord] = {}
@@ -70,27 +70,15 @@ def session_timings(key: UnblindingKey, answers: Sequence[AnswerRecord]) -> list
                     if rec.allowed_early
                     else "(not recorded as allowed)"
                 )
-            elif session == 1 and 2 in key.session_dates and day >= key.session_dates[2]:
+            elif not_before is not None and (day - not_before).days > washout:
                 status = "late"
+                late = (day - not_before).days
                 detail = (
-                    f"ingested on or after session 2's not-before date "
-                    f"{key.session_dates[2].isoformat()}: it may have been read inside the washout"
+                    f"ingested {late} day(s) after its not-before date, more than the "
+                    f"{washout}-day washout"
+                    + (" (after session 2 opened)" if session == 1 else "")
+                    + "; the ingest date does not say when it was read"
                 )
-            elif session == 2:
-                s1 = first.get((reader, 1))
-                gap = (day - s1.ingested_at.date()).days if s1 is not None else None
-                if gap is not None and gap < washout:
-                    status = "late"
-                    detail = (
-                        f"ingested {gap} day(s) after this reader's session 1 sheet, less than "
-                        f"the {washout}-day washout"
-                    )
-                elif not_before is not None and washout and (day - not_before).days > washout:
-                    status = "late"
-                    detail = (
-                        f"ingested {(day - not_before).days} day(s) after its not-before date "
-                        f"(more than the {washout}-day washout)"
-                    )
             rows.append(
                 SessionTiming(
                     reader=reader,
