@@ -228,7 +228,7 @@ def test_imrmc_header_survives_a_study_name_like_a_field(study) -> None:  # type
 
 
 def test_classes_imrmc_will_drop_are_warned(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    made, key = _study(
+    _made, key = _study(
         tmp_path, n=12, truth=lambda i: "chordoma" if i < 2 else CLASSES[2 if i < 5 else 0]
     )
     plan = {
