@@ -343,7 +343,7 @@ def _write_readme(out_dir: Path, key: UnblindingKey, blinding: BlindingCheck) ->
             blinding_markdown(blinding),
         ]
     )
-    (out_dir / "README.md").write_text(text, encoding="utf-8")
+    (out_dir / "README.md").write_text(text.rstrip("\n") + "\n", encoding="utf-8")
     (out_dir / "blinding.json").write_text(
         json.dumps(blinding.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
     )
