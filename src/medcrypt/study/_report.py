@@ -48,7 +48,11 @@ def _stat_cell(s: Stat) -> str:
     if s.value is None:
         text = str(s.not_defined)
     else:
-        text = f"p = {format_p(s.value)}" if s.p_value is not None else _fmt(s.value)
+        if s.p_value is not None:
+            shown = format_p(s.value)
+            text = f"p {shown}" if shown.startswith("<") else f"p = {shown}"
+        else:
+            text = _fmt(s.value)
         if s.ci_low is not None and s.ci_high is not None:
             text += f" [{_fmt(s.ci_low)}, {_fmt(s.ci_high)}]"
         if s.statistic is not None:

@@ -158,7 +158,7 @@ def test_small_p_values_are_never_zero(study, tmp_path) -> None:  # type: ignore
     paths = write_report(report, key, answers, tmp_path / "r")
     for kind, less in (("markdown", "<"), ("html", "&lt;")):
         text = paths[kind].read_text()
-        assert f"p = {less} 0.001" in text
+        assert f"p {less} 0.001" in text
         assert not re.search(r"p = 0\.000\b", text)
         assert "(stat 0)" in text  # exact McNemar's statistic min(b, c) = 0, not "0.000"
 
