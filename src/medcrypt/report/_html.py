@@ -46,12 +46,12 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; fon
 .case .kv th { width: 140px; }
 .figs { display: flex; flex-wrap: wrap; gap: 16px; }
 .figs img { max-width: 100%; border: 1px solid var(--line); border-radius: 6px; }
-.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 16px; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(470px, 1fr)); gap: 16px; }
 .case { border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; }
 .case h3 { margin: 0 0 6px; }
 .panels { display: flex; gap: 8px; }
 .panels figure { margin: 0; text-align: center; font-size: 12px; color: var(--muted); }
-.panels img { width: 150px; height: 150px; image-rendering: pixelated; background: #000;
+.panels img { width: 140px; height: 140px; image-rendering: pixelated; background: #000;
   border-radius: 4px; }
 .case table { margin: 6px 0 0; font-size: 13px; }
 .tag { display: inline-block; font-size: 11px; padding: 0 6px; border-radius: 9px;

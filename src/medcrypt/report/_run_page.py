@@ -169,23 +169,26 @@ def _quarantine(run: RunData) -> str:
         rows = []
         for q in items:
             this = q.get("run_id") == run.run_id
-            srcs = "<br>".join(
-                f"{html.escape(str(src.get('role')))}: <code>{html.escape(str(src.get('uri')))}"
+            srcs = " · ".join(
+                f"{html.escape(str(src.get('role')))} <code>{html.escape(str(src.get('uri')))}"
                 "</code>"
                 for src in q.get("sources", ())
+            )
+            reason = (
+                f'<span data-field="quarantine.message">{html.escape(str(q.get("message")))}'
+                f'</span><div class="note">{srcs}</div>'
             )
             rows.append(
                 (
                     Cell(q.get("case_id"), field="quarantine.case_id"),
-                    Cell(q.get("message"), field="quarantine.message"),
-                    Cell(srcs or "n/a", raw=True),
+                    Cell(reason, raw=True),
                     "this run" if this else f"earlier run {q.get('run_id')}",
                     num(q.get("attempts", 1)),
                 )
             )
         parts.append(
             table(
-                ["case", "reason", "source files", "written by", Cell("attempts", numeric=True)],
+                ["case", "reason (and source files)", "written by", Cell("attempts", numeric=True)],
                 rows,
             )
         )
@@ -201,7 +204,7 @@ def _histograms(records: Sequence[Mapping[str, Any]]) -> str:
     fg = [foreground_metrics(r.get("metrics", {})) for r in records]
     fg_psnr = np.array([f["psnr"] for f in fg if "psnr" in f and np.isfinite(f["psnr"])])
     fg_ssim = np.array([f["ssim"] for f in fg if "ssim" in f])
-    with new_figure(9.0, 2.6, ncols=2) as (fig, axes):
+    with new_figure(8.4, 2.4, ncols=2) as (fig, axes):
         for ax, whole, fore, name, unit in (
             (axes[0], psnr, fg_psnr, "PSNR", " (dB)"),
             (axes[1], ssim, fg_ssim, "SSIM", ""),
@@ -227,6 +230,7 @@ def _histograms(records: Sequence[Mapping[str, Any]]) -> str:
             ax.set_xlabel(name + unit)
             ax.set_ylabel("cases")
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(5))
             ax.set_title(f"{name} over {whole.size} cases", fontsize=11)
             ax.legend(fontsize=8, frameon=False)
         png = figure_png(fig)
@@ -312,13 +316,24 @@ def _case(run: RunData, r: Mapping[str, Any], full_scale: float) -> str:
     )
 
 
+def _full_scale(records: Sequence[Mapping[str, Any]]) -> float:
+    """Difference at full colour: 3x the largest per-pixel RMS change (L2 / sqrt(pixels))."""
+    rms = []
+    for r in records:
+        l2 = r.get("metrics", {}).get("l2")
+        shape = r.get("slice", {}).get("shape") or ()
+        if isinstance(l2, int | float) and len(shape) == 2 and shape[0] * shape[1] > 0:
+            rms.append(float(l2) / float(np.sqrt(shape[0] * shape[1])))
+    top = max(rms, default=0.0)
+    return 3 * top if top > 0 else 0.05
+
+
 def render_run_report(run: RunData, *, gallery_size: int = 48, seed: int = 0) -> str:
     """The page as a string."""
     s = run.summary
     pool = run.gallery_pool
     chosen, how = sample_gallery(pool, gallery_size, seed=seed)
-    linf = metric_values(chosen, "linf")
-    full_scale = float(linf.max()) if linf.size and linf.max() > 0 else 0.05
+    full_scale = _full_scale(chosen)
     whose = (
         "written by this run"
         if run.records
@@ -352,7 +367,7 @@ def render_run_report(run: RunData, *, gallery_size: int = 48, seed: int = 0) ->
         f'<h2 id="gallery">Gallery</h2><p class="note" data-field="gallery.sampling">Showing '
         f"{html.escape(how)} {whose}. Original and protected share one display window; the "
         f"difference map is protected minus original, red positive, blue negative, full "
-        f"colour at ±{full_scale:.4f} (the largest L-inf shown).</p>{warn}",
+        f"colour at ±{full_scale:.4f} (3x the largest RMS change shown).</p>{warn}",
         '<div class="gallery">' + "".join(_case(run, r, full_scale) for r in chosen) + "</div>",
         "<h2>Run summary</h2>",
         _summary_table(s),
