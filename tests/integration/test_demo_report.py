@@ -102,7 +102,7 @@ def pages(demo: dict[str, Any]) -> dict[str, dict[str, Any]]:
             if shot:
                 from PIL import Image
 
-                Image.open(raw).convert("RGB").quantize(colors=96).save(shot, optimize=True)
+                Image.open(raw).convert("RGB").quantize(colors=192).save(shot, optimize=True)
                 assert Path(shot).stat().st_size < 300_000
         finally:
             browser.close()

@@ -29,7 +29,7 @@ def run_demo_protection(
     if small:
         size, n_train, n_test, epochs, iters, budgets = 32, 30, 10, 6, 10, (0.5, 1.0)
     else:
-        size, n_train, n_test, epochs, iters, budgets = 48, 60, 20, 12, 20, (0.5, 1.0, 2.0)
+        size, n_train, n_test, epochs, iters, budgets = 40, 48, 16, 10, 20, (0.5, 1.0, 2.0)
     settings = ProtectionSettings(
         archs=("resnet18", "vgg11"),
         width=8,

@@ -321,7 +321,7 @@ def _full_scale(records: Sequence[Mapping[str, Any]]) -> float:
     rms = []
     for r in records:
         l2 = r.get("metrics", {}).get("l2")
-        shape = r.get("slice", {}).get("shape") or ()
+        shape: Sequence[int] = r.get("slice", {}).get("shape") or ()
         if isinstance(l2, int | float) and len(shape) == 2 and shape[0] * shape[1] > 0:
             rms.append(float(l2) / float(np.sqrt(shape[0] * shape[1])))
     top = max(rms, default=0.0)
