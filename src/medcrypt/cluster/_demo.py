@@ -169,6 +169,14 @@ def run_demo(
         say(f"writing a phantom archive of {n_cases} cases + 1 broken one")
         manifest = _write_archive(archive, n_cases, n_dicom, seed)
     else:
+        if not (archive.parent / "labels.csv").exists():
+            from medcrypt.errors import ConfigError
+
+            raise ConfigError(
+                f"{root} holds a demo archive from an older medcrypt (no labels.csv): remove "
+                "it or give another --out",
+                uri=str(root),
+            )
         say(f"reusing the phantom archive in {archive}")
     model_path = secrets / "model.pt"
     say(
