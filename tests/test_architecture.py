@@ -41,7 +41,16 @@ FORBIDDEN = {
         "medcrypt.medical",
     },
     "study": {"torch", "ray", "medcrypt.processing", "medcrypt.cluster", "medcrypt.cli"},
-    "cluster": {"medcrypt.cli", "medcrypt.study"},
+    "cluster": {"medcrypt.cli", "medcrypt.study", "medcrypt.report"},
+    # pages read records and reports as JSON: no torch / ray, nor the packages that write them
+    "report": {
+        "torch",
+        "ray",
+        "medcrypt.processing",
+        "medcrypt.cluster",
+        "medcrypt.cli",
+        "medcrypt.study",
+    },
 }
 
 

@@ -6,7 +6,9 @@ in one place without one file owning everything:
 - ``_processing``: keygen, train, encrypt-slices
 - ``_evaluate``: evaluate (protection report), phantoms
 - ``_medical``: slice, phantom-archive
-- ``_cluster``: discover, encrypt, demo
+- ``_cluster``: discover, encrypt
+- ``_demo``: demo (the whole story, ending at an HTML page)
+- ``_report``: report (HTML page of a run)
 - ``_study``: study create / ingest / tally
 """
 
@@ -18,7 +20,7 @@ import sys
 import click
 
 from medcrypt import __version__
-from medcrypt.cli import _cluster, _evaluate, _medical, _processing, _study
+from medcrypt.cli import _cluster, _demo, _evaluate, _medical, _processing, _report, _study
 from medcrypt.errors import MedcryptError
 
 __all__ = ["main"]
@@ -57,5 +59,5 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj["quiet"] = quiet
 
 
-for _module in (_processing, _evaluate, _medical, _cluster, _study):
+for _module in (_processing, _evaluate, _medical, _cluster, _demo, _report, _study):
     _module.register(main)

@@ -1,4 +1,4 @@
-"""CLI commands of medcrypt.cluster: ``encrypt`` (the archive job), ``discover``, ``demo``.
+"""CLI commands of medcrypt.cluster: ``encrypt`` (the archive job), ``discover``.
 
 Exit codes of ``medcrypt encrypt`` (for cron):
 
@@ -125,56 +125,7 @@ def discover_cmd(source: str, layout: str, out: str, prefix: str, endpoint_url: 
         click.echo(f"  skipped {reason}")
 
 
-@click.command("demo")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("demo-out"),
-    show_default=True,
-    help="Folder for the phantom archive, the protected outputs and the demo's secrets.",
-)
-@click.option(
-    "--cases",
-    type=click.IntRange(2, 200),
-    default=12,
-    show_default=True,
-    help="Phantom cases in the demo archive.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the phantom archive.")
-def demo_cmd(out: Path, cases: int, seed: int) -> None:
-    """Run the whole archive job on a phantom archive, locally, in a few minutes on CPU."""
-    from medcrypt.cluster._demo import run_demo
-
-    with progress_bar("demo") as progress:
-        result = run_demo(
-            out, n_cases=cases, n_dicom=max(1, cases // 3), seed=seed, progress=progress
-        )
-    s = result.summary
-    click.echo("")
-    click.echo(
-        f"protected {s.done} of {s.total} phantom cases ({s.skipped} skipped, "
-        f"{s.quarantined} quarantined) in {s.wall_s:.0f}s"
-    )
-    click.echo(
-        f"base model accuracy on clean phantoms: {result.base_accuracy:.0%}; "
-        f"mean PSNR {result.mean_psnr:.1f} dB, mean SSIM {result.mean_ssim:.4f}"
-    )
-    click.echo(f"archive:   {result.archive}  (manifest {result.manifest})")
-    click.echo(f"protected: {result.dest}/<case>/encrypted.png|.nii.gz + record.json")
-    click.echo(f"run:       {result.dest}/_runs/{s.run_id}/summary.json")
-    click.echo(f"secrets:   {result.key} (keep private), model {result.model}")
-    click.echo(
-        "look at them: open a protected PNG next to its original (16-bit greyscale, any viewer):"
-    )
-    click.echo(f"  {result.dest}/phantom_000/encrypted.png")
-    click.echo(f"  {result.dest}/_originals/phantom_000/original.png  (demo writes originals)")
-    if not _quiet() and s.exit_code:
-        click.echo(f"exit code {s.exit_code} (see {result.dest}/_quarantine/)", err=True)
-    sys.exit(s.exit_code)
-
-
 def register(group: click.Group) -> None:
     """Attach this area's subcommands to the top-level group."""
     group.add_command(encrypt_cmd)
     group.add_command(discover_cmd)
-    group.add_command(demo_cmd)

@@ -221,7 +221,7 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
     "out_dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Writes OUT/protection_report.json and OUT/protection_report.md.",
+    help="Writes OUT/protection_report.json, .md and .html (the page with the figures).",
 )
 def evaluate_command(
     phantom: bool,
@@ -369,10 +369,16 @@ def evaluate_command(
     (out_dir / "protection_report.md").write_text(markdown)
     click.echo(markdown)
     verdict = "meets" if report.passes() else "does NOT meet"
-    click.echo(
+    bar = (
         f"{verdict} the bar (mean PSNR >= 35 dB, encrypted-test >= 90% of clean, "
-        f"original-test <= 40%, final epochs); wrote {out_dir}/protection_report.(json|md)"
+        "original-test <= 40%, final epochs)"
     )
+    from medcrypt.report import write_protection_page
+
+    write_protection_page(
+        [report.model_dump(mode="json")], out_dir / "protection_report.html", notes=[bar]
+    )
+    click.echo(f"{bar}; wrote {out_dir}/protection_report.(json|md|html)")
 
 
 def register(group: click.Group) -> None:

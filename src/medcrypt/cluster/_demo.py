@@ -1,8 +1,11 @@
 """The embedded default: a whole archive job on local folders with local Ray, in minutes on CPU.
 
-:func:`run_demo` writes a phantom archive (some cases as DICOM series), trains a small base
-model on phantom slices, generates a key, runs the real :func:`run_job` and returns what the
-CLI prints. Secrets (key) and the model live under ``<out>/secrets``, never under the dest.
+:func:`run_demo` writes a phantom archive (some cases as DICOM series, one deliberately
+broken so quarantine shows), trains a small base model on phantom slices, generates a key,
+runs the real :func:`run_job`, then a small protection evaluation
+(:func:`medcrypt.cluster._demo_protection.run_demo_protection`). It returns what the CLI
+reports and turns into pages. Secrets (key) and the model live under ``<out>/secrets``,
+never under the dest.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +22,17 @@ import numpy as np
 from medcrypt._types import ProgressCallback
 from medcrypt.cluster._summary import RunSummary
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["BROKEN_CASE", "DemoResult", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
 _SHAPE = (64, 64, 16)
+
+#: the demo archive's deliberately broken case: its image file is cut in half, so the job
+#: must quarantine it with a reason and carry on
+BROKEN_CASE = "broken_000"
+
+StepCallback = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -33,18 +43,23 @@ class DemoResult:
     archive: Path
     dest: Path
     manifest: Path
+    #: ground-truth labels of every intact case (case_id,label): the reader study's truth
+    labels: Path
     key: Path
     model: Path
     mean_psnr: float
     mean_ssim: float
     base_accuracy: float
+    #: protection report JSON files, one per budget, lowest budget first
+    protection: tuple[Path, ...] = ()
+    broken_cases: tuple[str, ...] = (BROKEN_CASE,)
 
 
 def _write_archive(archive: Path, n_cases: int, n_dicom: int, seed: int) -> Path:
-    from medcrypt.medical import write_phantom_case
+    from medcrypt.medical import CLASS_NAMES, write_phantom_case
 
     manifest = archive.parent / "manifest.csv"
-    rows = []
+    rows, truth = [], []
     for i in range(n_cases):
         case_id = f"phantom_{i:03d}"
         label = i % 5
@@ -61,10 +76,29 @@ def _write_archive(archive: Path, n_cases: int, n_dicom: int, seed: int) -> Path
                 "label": "" if i % 2 else str(label),
             }
         )
+        truth.append({"case_id": case_id, "label": CLASS_NAMES[label]})
+    # the broken case: a valid mask, an image file cut off half way (a failed transfer)
+    image, mask = write_phantom_case(
+        archive / BROKEN_CASE, label=0, seed=seed + 999, fmt="nifti", shape=_SHAPE
+    )
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+    rows.append(
+        {
+            "case_id": BROKEN_CASE,
+            "image": image.relative_to(archive).as_posix(),
+            "mask": mask.relative_to(archive).as_posix(),
+            "label": "0",
+        }
+    )
     with manifest.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=["case_id", "image", "mask", "label"])
         writer.writeheader()
         writer.writerows(rows)
+    with (archive.parent / "labels.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["case_id", "label"])
+        writer.writeheader()
+        writer.writerows(truth)
     return manifest
 
 
@@ -105,26 +139,51 @@ def run_demo(
     n_cases: int = 12,
     n_dicom: int = 4,
     seed: int = 0,
+    small: bool = False,
     progress: ProgressCallback | None = None,
+    step: StepCallback | None = None,
 ) -> DemoResult:
-    """Build a phantom archive under ``out`` and protect it with the real archive job."""
+    """Build a phantom archive under ``out``, protect it with the real archive job, evaluate.
+
+    ``step(description)`` is called as each step starts (the CLI prints a line per step);
+    ``small`` shrinks the protection evaluation to about half a minute on 2 CPU cores.
+    """
     from medcrypt.cluster._config import JobConfig
+    from medcrypt.cluster._demo_protection import run_demo_protection
     from medcrypt.cluster._job import run_job
     from medcrypt.medical import CLASS_NAMES
     from medcrypt.processing import EncryptionKey, PGDSettings
+
+    def say(what: str) -> None:
+        if step is not None:
+            step(what)
 
     root = Path(out).expanduser().resolve()
     archive, dest, secrets = root / "archive", root / "protected", root / "secrets"
     secrets.mkdir(parents=True, exist_ok=True)
     secrets.chmod(0o700)
-    if progress:
-        progress(0, None, "writing phantom archive")
     # a second demo run in the same folder reuses archive, model and key: the job then skips
     # every case (idempotent rerun)
     manifest = archive.parent / "manifest.csv"
     if not manifest.exists():
+        say(f"writing a phantom archive of {n_cases} cases + 1 broken one")
         manifest = _write_archive(archive, n_cases, n_dicom, seed)
+    else:
+        if not (archive.parent / "labels.csv").exists():
+            from medcrypt.errors import ConfigError
+
+            raise ConfigError(
+                f"{root} holds a demo archive from an older medcrypt (no labels.csv): remove "
+                "it or give another --out",
+                uri=str(root),
+            )
+        say(f"reusing the phantom archive in {archive}")
     model_path = secrets / "model.pt"
+    say(
+        "training the base model (resnet18, width 8)"
+        if not model_path.exists()
+        else "reusing the base model"
+    )
     acc = _train(model_path, seed, progress, reuse=model_path.exists())
     key_path = secrets / "key.json"
     pgd = PGDSettings(eps=1.0, step=0.1, iters=20)
@@ -147,20 +206,25 @@ def run_demo(
         max_actors=1,
         batch_size=4,
     )
+    say("running the archive job on local Ray")
     summary = run_job(config, progress=progress)
     psnrs, ssims = [], []
     for rec in sorted(dest.glob("*/record.json")):
         data = json.loads(rec.read_text(encoding="utf-8"))
         psnrs.append(data["metrics"]["psnr"])
         ssims.append(data["metrics"]["ssim"])
+    say("evaluating protection on phantoms (paper Table 12 protocol)")
+    reports = run_demo_protection(root / "protection", small=small, seed=seed, progress=progress)
     return DemoResult(
         summary=summary,
         archive=archive,
         dest=dest,
         manifest=manifest,
+        labels=archive.parent / "labels.csv",
         key=key_path,
         model=model_path,
         mean_psnr=float(np.mean(psnrs)) if psnrs else float("nan"),
         mean_ssim=float(np.mean(ssims)) if ssims else float("nan"),
         base_accuracy=acc,
+        protection=reports,
     )
