@@ -67,8 +67,9 @@ def encrypt_cmd(config_path: Path | None, dry_run: bool, **options: Any) -> None
     Exit code: 0 all done or skipped, 2 not started (bad input), 3 some cases quarantined,
     4 stopped early (rerun resumes).
     """
-    from medcrypt.cluster import plan_job, run_job
+    from medcrypt.cluster import plan_job, prepare_job
     from medcrypt.cluster._config import load_job_config
+    from medcrypt.cluster._job import execute
 
     config = load_job_config(config_path, overrides=options)
     if dry_run:
@@ -77,19 +78,36 @@ def encrypt_cmd(config_path: Path | None, dry_run: bool, **options: Any) -> None
             counts[entry.status] += 1
             reason = f"  ({entry.reason})" if entry.reason else ""
             click.echo(f"{entry.status:<12}{entry.case_id}{reason}")
+        left_out = (
+            f", {counts['left-out']} folder(s) left out (not valid cases)"
+            if counts["left-out"]
+            else ""
+        )
         click.echo(
             "dry run: "
             + ", ".join(f"{counts[k]} {k}" for k in ("new", "skipped", "quarantined", "invalid"))
-            + f"; nothing written to {config.dest}"
+            + f"{left_out}; nothing written to {config.dest}"
         )
         return
+    # every check runs (and a refusal exits 2) before anything is drawn or written
+    inputs = prepare_job(config)
     with progress_bar("encrypt") as progress:
-        summary = run_job(config, progress=progress)
+        summary = execute(inputs, progress=progress)
     click.echo(
         f"run {summary.run_id}: {summary.done} done, {summary.skipped} skipped, "
         f"{summary.quarantined} quarantined, {summary.failed} failed "
         f"in {summary.wall_s:.1f}s ({summary.cases_per_s:.2f} cases/s)"
     )
+    if summary.skipped_folders_total:
+        click.echo(
+            f"{summary.skipped_folders_total} folder(s) under the source left out, not valid "
+            f"{config.layout} cases (skipped_folders in the summary):",
+            err=True,
+        )
+        for text in summary.skipped_folders[:20]:
+            click.echo(f"  left out {text}", err=True)
+        if summary.skipped_folders_total > 20:
+            click.echo(f"  ... and {summary.skipped_folders_total - 20} more", err=True)
     click.echo(f"summary: {config.dest.rstrip('/')}/_runs/{summary.run_id}/summary.json")
     if summary.error:
         click.echo(f"error: {summary.error}", err=True)

@@ -45,6 +45,7 @@ from medcrypt.cluster._stages import (
 )
 from medcrypt.cluster._summary import RunSummary, StageTimings
 from medcrypt.errors import ConfigError, JobError, MedcryptError
+from medcrypt.processing import release_json
 from medcrypt.storage import ObjectStore, open_store, split_uri
 
 __all__ = ["JobInputs", "PlanEntry", "plan_job", "prepare_job", "run_job"]
@@ -71,9 +72,17 @@ class JobInputs:
     class_names: tuple[str, ...]
     key: Any  # EncryptionKey
     key_fingerprint: str
+    #: the PGD settings this run uses: the key's, with what the job may change (see
+    #: ``processing.settings_from_key``); ``pgd_overrides`` = fields overridden against the key
+    pgd: Any  # PGDSettings
+    pgd_overrides: dict[str, dict[str, Any]]
     rows: Manifest  # re-iterable stream of ManifestRow, with len()
     dest: ObjectStore
     index: DestIndex
+    #: folders under the source that ``layout`` discovery left out, each ``"folder: why"``
+    #: (at most ``_discover.MAX_REASONS``), and how many there were in all
+    skipped_folders: tuple[str, ...] = ()
+    skipped_folders_total: int = 0
 
 
 def _new_run_id() -> str:
@@ -103,16 +112,20 @@ def _locate(value: str, source: str | None) -> tuple[str, str, str]:
     return root, key + ("/" if folder else ""), value
 
 
-def _read_rows(config: JobConfig, class_names: tuple[str, ...]) -> Manifest:
-    """The checked manifest, or (``layout`` set) one discovered from the source right now."""
+def _read_rows(
+    config: JobConfig, class_names: tuple[str, ...]
+) -> tuple[Manifest, tuple[str, ...], int]:
+    """The checked manifest, or (``layout`` set) one discovered from the source right now,
+    with the folders discovery left out (``"folder: why"``) and their number."""
     from medcrypt.cluster._discover import discover
     from medcrypt.cluster._manifest import read_manifest
 
     endpoint = config.endpoint_url
     if config.manifest is not None:
-        return read_manifest(
+        manifest = read_manifest(
             config.manifest, source=config.source, class_names=class_names, endpoint_url=endpoint
         )
+        return manifest, (), 0
     assert config.layout is not None  # JobConfig requires manifest or layout
     fd, tmp = tempfile.mkstemp(prefix="medcrypt-discovered-", suffix=".csv")
     os.close(fd)
@@ -125,7 +138,16 @@ def _read_rows(config: JobConfig, class_names: tuple[str, ...]) -> Manifest:
     # read_manifest re-reads the file on every iteration: keep it until the process ends
     atexit.register(_unlink_quietly, tmp)
     logger.info("discovered %s cases (%s folders skipped)", found.cases, found.skipped)
-    return read_manifest(tmp, source=config.source, class_names=class_names)
+    if found.skipped:
+        logger.warning(
+            "%s folder(s) under %s left out, not valid %s cases: %s",
+            found.skipped,
+            config.source,
+            config.layout,
+            "; ".join(found.reasons[:5]) + (" ..." if found.skipped > 5 else ""),
+        )
+    manifest = read_manifest(tmp, source=config.source, class_names=class_names)
+    return manifest, found.reasons, found.skipped
 
 
 def _unlink_quietly(path: str) -> None:
@@ -140,7 +162,7 @@ def prepare_job(config: JobConfig) -> JobInputs:
         ConfigError / ManifestError: bad config, manifest, URIs, dest inside source.
         ModelError / EncryptionKeyError: unreadable model or key, or they do not fit.
     """
-    from medcrypt.processing import EncryptionKey, load_checkpoint
+    from medcrypt.processing import EncryptionKey, load_checkpoint, settings_from_key
 
     endpoint = config.endpoint_url
     # model: read once (also what the actors get), verified by load_checkpoint
@@ -156,7 +178,14 @@ def prepare_job(config: JobConfig) -> JobInputs:
         else:
             key = EncryptionKey.load(config.key)
     key.check_model(loaded.num_classes, loaded.class_names)
-    rows = _read_rows(config, loaded.class_names)
+    pgd, overrides = settings_from_key(
+        key.pgd, config.pgd.given(), override=config.override_key_pgd
+    )
+    if overrides:
+        logger.warning(
+            "PGD settings overridden against key %s: %s", key.fingerprint, sorted(overrides)
+        )
+    rows, skipped_folders, skipped_total = _read_rows(config, loaded.class_names)
     dest = open_store(config.dest, endpoint_url=endpoint, max_pool=config.max_pool)
     index = scan_dest(dest)
     return JobInputs(
@@ -168,9 +197,13 @@ def prepare_job(config: JobConfig) -> JobInputs:
         class_names=tuple(loaded.class_names),
         key=key,
         key_fingerprint=key.fingerprint,
+        pgd=pgd,
+        pgd_overrides=overrides,
         rows=rows,
         dest=dest,
         index=index,
+        skipped_folders=skipped_folders,
+        skipped_folders_total=skipped_total,
     )
 
 
@@ -236,12 +269,13 @@ def _stage_context(inputs: JobInputs) -> StageContext:
         max_pool=c.max_pool,
         formats=tuple(c.formats),
         write_originals=bool(c.write_originals),
-        eps=float(c.pgd.eps),
+        eps=float(inputs.pgd.eps),
         key_fingerprint=inputs.key_fingerprint,
         model_hash=inputs.model_hash,
         model_arch=inputs.model_arch,
         class_names=inputs.class_names,
-        pgd=c.pgd.model_dump(mode="json"),
+        pgd=inputs.pgd.model_dump(mode="json"),
+        pgd_overrides=inputs.pgd_overrides,
         tumour_labels=None if c.tumour_labels is None else tuple(c.tumour_labels),
         slice_fallback=c.slice_fallback,
         series_description="medcrypt protected (adversarial data encryption)",
@@ -285,7 +319,7 @@ def build_dataset(inputs: JobInputs, counter: Any, model_ref: Any, key_ref: Any)
         fn_constructor_kwargs={
             "model_blob": model_ref,
             "key_blob": key_ref,
-            "pgd": c.pgd.model_dump(mode="json"),
+            "pgd": inputs.pgd.model_dump(mode="json"),
             "device": "auto" if c.num_gpus > 0 else "cpu",
             "counter": counter,
         },
@@ -400,10 +434,17 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
         stage_totals=StageTimings(**timings),
         key_fingerprint=inputs.key_fingerprint,
         model_hash=inputs.model_hash,
+        pgd=inputs.pgd.model_dump(mode="json"),
+        pgd_overrides=inputs.pgd_overrides,
+        skipped_folders=inputs.skipped_folders,
+        skipped_folders_total=inputs.skipped_folders_total,
         error=error,
     )
     try:
-        inputs.dest.put(summary_key(inputs.run_id), summary.model_dump_json(indent=2).encode())
+        inputs.dest.put(
+            summary_key(inputs.run_id),
+            release_json(summary, where=f"summary of run {inputs.run_id}"),
+        )
     except MedcryptError as exc:
         raise JobError(f"could not write the run summary: {exc}", uri=c.dest) from exc
     logger.info(
@@ -432,13 +473,18 @@ def plan_job(config: JobConfig) -> Iterator[PlanEntry]:
     """Dry run: classify every case like the job would, reading dest once and writing nothing.
 
     The same checks as :func:`run_job` run first (bad config / manifest / model / key raise).
-    Source versions are read with one ``stat`` per source object, on the driver.
+    Source versions are read with one ``stat`` per source object, on the driver. With
+    ``layout``, every folder discovery left out comes first, as ``left-out`` (the folder
+    in ``case_id``, why in ``reason``).
     """
     from medcrypt.cluster._records import source_digest
     from medcrypt.cluster._stages import QUARANTINE_MARK, _stat_source, _store
 
     inputs = prepare_job(config)
     endpoint = config.endpoint_url
+    for text in inputs.skipped_folders:
+        folder, _, why = text.partition(": ")
+        yield PlanEntry(folder, "left-out", why)
     for st in _states(inputs):
         try:
             img, _ = _stat_source(

@@ -128,7 +128,11 @@ class CaseRecord(StrictModel):
     key_fingerprint: str
     model_hash: str
     model_arch: str
+    #: the PGD settings this image was made with: the key's unless overridden, see below
     pgd: dict[str, Any]
+    #: PGD fields a job set against the key (``--override-key-pgd``):
+    #: ``{field: {"key": value, "job": value}}``; empty when the key's settings were used
+    pgd_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: what the PGD ran with: device, dtype ("bf16" / "fp32": ``precision="auto"`` resolves by
     #: hardware) and memory layout; empty in records written before this field existed
     compute: dict[str, str | bool] = Field(default_factory=dict)

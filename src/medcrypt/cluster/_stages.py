@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -52,6 +53,7 @@ from medcrypt.cluster._records import (
     utc_now,
 )
 from medcrypt.errors import (
+    ImageFormatError,
     JobError,
     MedcryptError,
     ObjectExistsError,
@@ -141,6 +143,8 @@ class StageContext:
     slice_fallback: str
     series_description: str
     retry_quarantined: bool = False
+    #: PGD fields overridden against the key (``--override-key-pgd``), for every record
+    pgd_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # -- rows <-> batches -------------------------------------------------------------------------
@@ -218,23 +222,24 @@ def _stat_source(
         return SourceObject(role=role, uri=uri, version=version), files  # type: ignore[arg-type]
 
 
-def _download(
-    store: ObjectStore, key: str, files: list[ObjectInfo] | None, into: Path, role: str
-) -> Path:
+def _local_copy(key: str, files: list[ObjectInfo] | None, into: Path, role: str) -> Path:
+    """Where :func:`_download` puts an input: ``into/role/<name>``, or a series folder."""
     if files is None:
-        name = key.rsplit("/", 1)[-1] or role
-        target = into / role / name
+        return into / role / (key.rsplit("/", 1)[-1] or role)
+    return into / role / "series"
+
+
+def _download(store: ObjectStore, key: str, files: list[ObjectInfo] | None, target: Path) -> None:
+    """Copy one input (an object, or every file of a series) to ``target`` (see _local_copy)."""
+    if files is None:
         target.parent.mkdir(parents=True, exist_ok=True)
         store.get_to_file(key, target)
-        return target
-    folder = into / role / "series"
+        return
     base = key.rstrip("/") + "/"
     for f in files:
-        rel = f.key[len(base) :]
-        target = folder.joinpath(*rel.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        store.get_to_file(f.key, target)
-    return folder
+        file = target.joinpath(*f.key[len(base) :].split("/"))
+        file.parent.mkdir(parents=True, exist_ok=True)
+        store.get_to_file(f.key, file)
 
 
 def _already_done(state: CaseState, ctx: StageContext) -> bool:
@@ -254,6 +259,50 @@ def _already_done(state: CaseState, ctx: StageContext) -> bool:
 
 
 # -- stage 1: fetch + decode (CPU task) --------------------------------------------------------
+
+
+def _to_source(text: str, copies: Mapping[str, str], tmp: str) -> str:
+    """``text`` with every path of a downloaded copy replaced by its source URI.
+
+    ``copies`` maps each local copy (a file, or a DICOM series folder whose files keep their
+    relative names) to its source URI; anything else under ``tmp`` is named generically.
+    """
+    roots = {tmp, os.path.realpath(tmp)}
+    pairs: list[tuple[str, str]] = []
+    for local, uri in copies.items():
+        for root in roots:
+            pairs.append((os.path.join(root, os.path.relpath(local, tmp)), uri))
+    # longest first, so a series folder's files map before the folder's own prefix
+    for local, uri in sorted(pairs, key=lambda p: -len(p[0])):
+        text = text.replace(local, uri)
+    for root in sorted(roots, key=len, reverse=True):
+        text = text.replace(root, "<downloaded copy>")
+    return text
+
+
+def _as_source_error(
+    exc: BaseException, copies: Mapping[str, str], tmp: str, state: CaseState
+) -> MedcryptError:
+    """The error about a downloaded copy, retold about the source object (URI, not temp path).
+
+    A medcrypt error keeps its type (so transient storage errors stay retryable); any other
+    error becomes an :class:`ImageFormatError` naming the original type.
+    """
+    import copy
+
+    if isinstance(exc, MedcryptError):
+        err = copy.copy(exc)
+        err.message = _to_source(exc.message, copies, tmp)
+        err.uri = None if exc.uri is None else _to_source(exc.uri, copies, tmp)
+        err.args = (err.message,)
+        if err.case_id is None:
+            err.case_id = state.case_id
+        return err
+    return ImageFormatError(
+        f"{type(exc).__name__}: {_to_source(str(exc), copies, tmp)}",
+        case_id=state.case_id,
+        uri=state.image_uri,
+    )
 
 
 def fetch_batch(batch: dict[str, np.ndarray], *, ctx: StageContext) -> dict[str, np.ndarray]:
@@ -292,16 +341,25 @@ def fetch_batch(batch: dict[str, np.ndarray], *, ctx: StageContext) -> dict[str,
                 out.append((QUARANTINED, state))
                 continue
             with tempfile.TemporaryDirectory(prefix="medcrypt-fetch-") as tmp:
-                image_path = _download(img_store, img_key, img_files, Path(tmp), "image")
-                mask_path = _download(msk_store, msk_key, msk_files, Path(tmp), "mask")
-                t1 = time.perf_counter()
-                slice_ = load_case_slice(
-                    image_path,
-                    mask_path,
-                    case_id=state.case_id,
-                    tumour_labels=ctx.tumour_labels,
-                    fallback=ctx.slice_fallback,  # type: ignore[arg-type]
-                )
+                image_path = _local_copy(img_key, img_files, Path(tmp), "image")
+                mask_path = _local_copy(msk_key, msk_files, Path(tmp), "mask")
+                copies = {
+                    str(image_path): state.image_uri.rstrip("/"),
+                    str(mask_path): state.mask_uri.rstrip("/"),
+                }
+                try:
+                    _download(img_store, img_key, img_files, image_path)
+                    _download(msk_store, msk_key, msk_files, mask_path)
+                    t1 = time.perf_counter()
+                    slice_ = load_case_slice(
+                        image_path,
+                        mask_path,
+                        case_id=state.case_id,
+                        tumour_labels=ctx.tumour_labels,
+                        fallback=ctx.slice_fallback,  # type: ignore[arg-type]
+                    )
+                except Exception as exc:
+                    raise _as_source_error(exc, copies, tmp, state) from exc
             arr = np.asarray(slice_.array, dtype=np.float32)
             if arr.ndim != 2 or not np.isfinite(arr).all():
                 raise JobError(
@@ -509,7 +567,7 @@ def _slice_info(slice_: Any, shape: tuple[int, ...]) -> SliceInfo:
 
 
 def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
-    from medcrypt.processing import psnr, quantise, ssim
+    from medcrypt.processing import key_release, psnr, quantise, release_json, ssim
 
     assert state.original is not None and state.protected is not None
     t0 = time.perf_counter()
@@ -552,6 +610,7 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
     timings = dict(state.timings)
     timings["encode_s"] = t1 - t0
     timings["write_s"] = time.perf_counter() - t1
+    released = key_release(ctx.key_fingerprint, ctx.pgd, overrides=ctx.pgd_overrides)
     record = CaseRecord(
         case_id=state.case_id,
         run_id=ctx.run_id,
@@ -563,10 +622,11 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
         label=state.label,
         label_name=ctx.class_names[state.label],
         label_source=state.label_source,  # type: ignore[arg-type]
-        key_fingerprint=ctx.key_fingerprint,
+        key_fingerprint=released["key_fingerprint"],
         model_hash=ctx.model_hash,
         model_arch=ctx.model_arch,
-        pgd=dict(ctx.pgd),
+        pgd=released["pgd"],
+        pgd_overrides=released.get("pgd_overrides", {}),
         compute=state.compute,
         metrics=metrics,
         outputs=outputs,
@@ -574,7 +634,7 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
         timings=CaseTimings(**timings),
         software=software_versions(),
     )
-    data = record.model_dump_json(indent=2).encode()
+    data = release_json(record, where=f"record of case {state.case_id!r}")
     status = DONE
     try:
         # stale record (inputs or key changed): replace; else only if no other run got there
@@ -605,7 +665,20 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
     return status
 
 
+def _without_work_files(text: str) -> str:
+    """``text`` with any path into medcrypt's own temp folders replaced (last line of defence:
+    fetch errors already name the source URI; a quarantine record must never name a worker's
+    local file)."""
+    for root in {tempfile.gettempdir(), os.path.realpath(tempfile.gettempdir())}:
+        pattern = re.escape(root.rstrip("/")) + r"/medcrypt-[^\s'\"]*"
+        text = re.sub(pattern, "<worker temp file>", text)
+    return text
+
+
 def _quarantine(state: CaseState, ctx: StageContext, store: ObjectStore) -> None:
+    from medcrypt.processing import release_json
+
+    state.error_message = _without_work_files(state.error_message)
     rec = QuarantineRecord(
         case_id=state.case_id,
         run_id=ctx.run_id,
@@ -618,7 +691,10 @@ def _quarantine(state: CaseState, ctx: StageContext, store: ObjectStore) -> None
         attempts=max(1, state.attempts),
         software=software_versions(),
     )
-    store.put(quarantine_key(state.case_id), rec.model_dump_json(indent=2).encode())
+    store.put(
+        quarantine_key(state.case_id),
+        release_json(rec, where=f"quarantine record of case {state.case_id!r}"),
+    )
     if state.digest and state.error_type not in _TRANSIENT:
         with contextlib.suppress(ObjectExistsError):
             store.put(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -53,6 +53,14 @@ class RunSummary(StrictModel):
     stage_totals: StageTimings
     key_fingerprint: str
     model_hash: str
+    #: the PGD settings of this run (the key's unless overridden) and the overrides, as in
+    #: every record (``processing.key_release``)
+    pgd: dict[str, Any] = Field(default_factory=dict)
+    pgd_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: folders under the source that ``layout`` discovery left out (not valid cases), each
+    #: ``"folder: why"`` (at most 1000 listed), and how many in all
+    skipped_folders: tuple[str, ...] = ()
+    skipped_folders_total: int = Field(default=0, ge=0)
     error: str | None = None
 
     @property

@@ -79,5 +79,13 @@ def test_dry_run_lists_new_skipped_and_invalid_and_writes_nothing(job: dict[str,
 def test_bad_flag_values_stop_before_any_work(job: dict[str, Path]) -> None:
     result = CliRunner().invoke(main, [*_args(job), "--pgd-eps", "-1", "--formats", "gif"])
     assert result.exit_code == 2
-    assert "pgd.eps" in result.output and "formats" in result.output
+    # each problem named by the flag that gave it, in plain words (not pydantic's)
+    assert result.output.splitlines() == [
+        "error: 2 invalid options:",
+        "  --pgd-eps: must be > 0 (got -1.0)",
+        "  --formats: must be 'png', 'nifti' or 'dicom' (got 'gif')",
+    ], result.output
+    one = CliRunner().invoke(main, [*_args(job), "--max-actors", "0"])
+    assert one.exit_code == 2
+    assert one.output == "error: --max-actors: must be >= 1 (got 0)\n"
     assert not job["dest"].exists()
