@@ -61,7 +61,9 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     model_hash = save_checkpoint(
         d / "model.pt", model, arch="resnet18", class_names=CLASS_NAMES, width=8
     )
-    key = EncryptionKey.generate(CLASS_NAMES, combiner="mixup", seed=7)
+    # the job takes its PGD settings from the key (a contradicting config is refused)
+    pgd = PGDSettings(eps=EPS, step=0.25, iters=5)
+    key = EncryptionKey.generate(CLASS_NAMES, combiner="mixup", seed=7, pgd=pgd)
     key.save(d / "key.json")
     return {"model": d / "model.pt", "key_path": d / "key.json", "key": key, "hash": model_hash}
 
@@ -376,6 +378,7 @@ def test_killed_driver_then_rerun_processes_only_the_remainder(
         min_actors=1,
         max_actors=1,
         pgd={"eps": EPS, "step": 0.25, "iters": 40},
+        override_key_pgd=True,  # slower than the key's 5 iterations: the kill lands mid-run
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", _DRIVER, ray_cluster, cfg.model_dump_json()],
