@@ -120,7 +120,21 @@ class JobConfig(StrictModel):
         default=False, description="also write unprotected slices, under dest/_originals/"
     )
     run_id: str | None = Field(
-        default=None, description="name of this run under dest/_runs/ (default: time + random)"
+        default=None,
+        description="name of this run under dest/_runs/ (default: time + random); a name "
+        "already used in dest is refused",
+    )
+    redo: Literal["changed", "quarantined", "all"] | None = Field(
+        default=None,
+        description="also redo cases whose key, model or settings differ from their record "
+        "(changed), cases quarantined before with these inputs (quarantined), or every case "
+        "(all); default: only new, changed-source and incomplete cases",
+    )
+    claim_lease_s: float = Field(
+        default=300.0,
+        ge=5.0,
+        description="seconds without a heartbeat after which another run's claim on a case "
+        "is taken over (a killed run)",
     )
     num_gpus: float = Field(
         default=0.0, ge=0.0, description="GPUs per PGD actor (1 on GPU nodes, 0 on CPU only)"

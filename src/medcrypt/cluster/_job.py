@@ -27,13 +27,17 @@ import numpy as np
 
 from medcrypt._private_files import write_private
 from medcrypt._types import ProgressCallback
+from medcrypt.cluster._claims import Heartbeat
 from medcrypt.cluster._config import JobConfig
 from medcrypt.cluster._ledger import DestIndex, scan_dest, summary_key
 from medcrypt.cluster._manifest import Manifest
 from medcrypt.cluster._records import utc_now
 from medcrypt.cluster._stages import (
+    CHANGED,
+    CLAIMED_ELSEWHERE,
     DONE,
     QUARANTINED,
+    QUARANTINED_BEFORE,
     SKIPPED,
     AttemptCounter,
     CaseState,
@@ -43,7 +47,7 @@ from medcrypt.cluster._stages import (
     initial_row,
     write_batch,
 )
-from medcrypt.cluster._summary import RunSummary, StageTimings
+from medcrypt.cluster._summary import MAX_LISTED, RunSummary, StageTimings
 from medcrypt.errors import ConfigError, JobError, MedcryptError
 from medcrypt.processing import release_json
 from medcrypt.storage import ObjectStore, open_store, split_uri
@@ -52,6 +56,8 @@ __all__ = ["JobInputs", "PlanEntry", "plan_job", "prepare_job", "run_job"]
 
 logger = logging.getLogger(__name__)
 
+#: statuses whose cases the summary lists by name
+_LISTED = (QUARANTINED, QUARANTINED_BEFORE, CHANGED)
 #: cases per block of the manifest dataset: small blocks keep the pipeline streaming
 _ROWS_PER_BLOCK = 2
 #: memory a fetch / write task reserves (one decoded volume and its slice). Declaring it also
@@ -188,6 +194,12 @@ def prepare_job(config: JobConfig) -> JobInputs:
     rows, skipped_folders, skipped_total = _read_rows(config, loaded.class_names)
     dest = open_store(config.dest, endpoint_url=endpoint, max_pool=config.max_pool)
     index = scan_dest(dest)
+    if config.run_id is not None and config.run_id in index.runs:
+        raise ConfigError(
+            f"run id {config.run_id!r} was used before in this dest (its summary is "
+            f"{summary_key(config.run_id)}); give another --run-id, or none for a new one",
+            field="run_id",
+        )
     return JobInputs(
         config=config,
         run_id=config.run_id or _new_run_id(),
@@ -224,6 +236,8 @@ def _states(inputs: JobInputs) -> Iterator[CaseState]:
             prior_digests=inputs.index.prior_digests(r.case_id),
             has_record=inputs.index.has_record(r.case_id),
             was_quarantined=inputs.index.was_quarantined(r.case_id),
+            case_objects=inputs.index.objects_of(r.case_id),
+            claims=inputs.index.claims_of(r.case_id),
         )
 
 
@@ -278,6 +292,8 @@ def _stage_context(inputs: JobInputs) -> StageContext:
         pgd_overrides=inputs.pgd_overrides,
         tumour_labels=None if c.tumour_labels is None else tuple(c.tumour_labels),
         slice_fallback=c.slice_fallback,
+        redo=c.redo,
+        claim_lease_s=float(c.claim_lease_s),
         series_description="medcrypt protected (adversarial data encryption)",
     )
 
@@ -369,8 +385,9 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
     counts: Counter[str] = Counter()
     timings = dict.fromkeys(("fetch_s", "decode_s", "pgd_s", "encode_s", "write_s"), 0.0)
     error: str | None = None
+    listed: dict[str, list[str]] = {s: [] for s in _LISTED}
     logger.info("run %s: %s cases from %s to %s", inputs.run_id, total, c.manifest, c.dest)
-    with _ray_session():
+    with Heartbeat(inputs.dest, inputs.run_id, float(c.claim_lease_s)), _ray_session():
         dctx = ray.data.DataContext.get_current()
         dctx.enable_progress_bars = False
         dctx.max_errored_blocks = 0
@@ -402,6 +419,9 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
                     ):
                         counts[str(status)] += 1
                         logger.debug("case %s: %s %s", case_id, status, msg)
+                        named = listed.get(str(status))
+                        if named is not None and len(named) < MAX_LISTED:
+                            named.append(f"{case_id}: {msg}" if msg else str(case_id))
                     for k in timings:
                         timings[k] += float(np.sum(batch[k]))
                     if progress:
@@ -417,7 +437,8 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
             with contextlib.suppress(Exception):
                 ray.kill(counter)
     wall = time.perf_counter() - t0
-    accounted = counts[DONE] + counts[SKIPPED] + counts[QUARANTINED]
+    accounted = counts[DONE] + counts[SKIPPED] + sum(counts[s] for s in _LISTED)
+    accounted += counts[CLAIMED_ELSEWHERE]
     summary = RunSummary(
         run_id=inputs.run_id,
         source=str(c.source),
@@ -429,6 +450,12 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
         skipped=counts[SKIPPED],
         quarantined=counts[QUARANTINED],
         failed=max(0, total - accounted),
+        quarantined_before=counts[QUARANTINED_BEFORE],
+        changed=counts[CHANGED],
+        claimed_elsewhere=counts[CLAIMED_ELSEWHERE],
+        quarantined_cases=tuple(listed[QUARANTINED]),
+        quarantined_before_cases=tuple(listed[QUARANTINED_BEFORE]),
+        changed_cases=tuple(listed[CHANGED]),
         wall_s=wall,
         cases_per_s=(counts[DONE] / wall) if wall > 0 else 0.0,
         stage_totals=StageTimings(**timings),
@@ -444,6 +471,7 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
         inputs.dest.put(
             summary_key(inputs.run_id),
             release_json(summary, where=f"summary of run {inputs.run_id}"),
+            if_absent=True,  # a run id is used once (prepare_job refuses a used one)
         )
     except MedcryptError as exc:
         raise JobError(f"could not write the run summary: {exc}", uri=c.dest) from exc
@@ -459,10 +487,16 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
     return summary
 
 
+#: dry-run status per ``_ledger.decide`` action
+_PLAN_STATUS = {"skip": "skipped", "changed": "changed", "kept_quarantined": "quarantined"}
+
+
 @dataclass(frozen=True)
 class PlanEntry:
-    """What ``--dry-run`` says about one case: ``new``, ``skipped``, ``quarantined`` (a lasting
-    failure with the same inputs and key, not retried) or ``invalid`` (with the reason)."""
+    """What ``--dry-run`` says about one case: ``new`` (new, changed sources, incomplete, or
+    asked for by ``--redo``), ``skipped``, ``changed`` (key, model or settings differ from the
+    record; not redone without ``--redo changed``), ``quarantined`` (a lasting failure with the
+    same inputs and settings, not retried) or ``invalid`` (with the reason)."""
 
     case_id: str
     status: str
@@ -477,10 +511,12 @@ def plan_job(config: JobConfig) -> Iterator[PlanEntry]:
     ``layout``, every folder discovery left out comes first, as ``left-out`` (the folder
     in ``case_id``, why in ``reason``).
     """
+    from medcrypt.cluster._commit import plan as plan_case
     from medcrypt.cluster._records import source_digest
-    from medcrypt.cluster._stages import QUARANTINE_MARK, _stat_source, _store
+    from medcrypt.cluster._stages import _stat_source, _store
 
     inputs = prepare_job(config)
+    ctx = _stage_context(inputs)
     endpoint = config.endpoint_url
     for text in inputs.skipped_folders:
         folder, _, why = text.partition(": ")
@@ -504,13 +540,11 @@ def plan_job(config: JobConfig) -> Iterator[PlanEntry]:
         except MedcryptError as exc:
             yield PlanEntry(st.case_id, "invalid", str(exc))
             continue
-        digest = source_digest([img, msk], inputs.key_fingerprint)
-        if digest in st.prior_digests:
-            yield PlanEntry(st.case_id, "skipped", "done for these inputs and key")
-        elif digest + QUARANTINE_MARK in st.prior_digests:
-            yield PlanEntry(st.case_id, "quarantined", "failed before with these inputs and key")
-        elif st.has_record and not st.prior_digests:
-            yield PlanEntry(st.case_id, "new", "record without ledger marker: checked at run time")
+        st.sources = [img, msk]
+        st.digest = source_digest(st.sources, inputs.key_fingerprint)
+        d = plan_case(st, ctx)
+        status = _PLAN_STATUS.get(d.action, "new")
+        if d.action == "check_record":
+            yield PlanEntry(st.case_id, status, "record without ledger marker: checked at run time")
         else:
-            why = "inputs or key changed" if st.has_record else ""
-            yield PlanEntry(st.case_id, "new", why)
+            yield PlanEntry(st.case_id, status, "" if d.reason == "done" else d.reason)

@@ -97,6 +97,9 @@ class OutputObject(StrictModel):
     format: str
     sha256: str
     size: int
+    #: the store's version of the object as written (ETag, or size:mtime): a rerun compares it
+    #: with its listing of dest; ``None`` in records written before this field existed
+    version: str | None = None
 
 
 class CaseTimings(StrictModel):
@@ -119,6 +122,9 @@ class CaseRecord(StrictModel):
     created_at: str
     sources: tuple[SourceObject, ...]
     source_digest: str
+    #: ``inputs.key.model.settings`` of the ledger marker written with this record (see
+    #: ``_ledger``): what a rerun compares to decide skip / changed; empty in older records
+    ledger_mark: str = ""
     slice: SliceInfo
     window: tuple[float, float]
     label: int

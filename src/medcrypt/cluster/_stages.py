@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import json
 import logging
 import os
 import pickle
@@ -33,12 +32,12 @@ from typing import Any
 import numpy as np
 import ray
 
+from medcrypt.cluster._commit import commit, quarantine_mark, release, settle
 from medcrypt.cluster._ledger import (
     marker_key,
     original_key,
     output_key,
     quarantine_key,
-    record_key,
 )
 from medcrypt.cluster._records import (
     CaseRecord,
@@ -77,8 +76,16 @@ SKIPPED = "skipped"
 ERROR = "error"
 DONE = "done"
 QUARANTINED = "quarantined"
+#: decided from the listing (``_commit.settle``): key, model or settings differ from the record
+CHANGED = "changed"
+#: a lasting failure with these inputs and settings, not retried (no ``--redo quarantined``)
+QUARANTINED_BEFORE = "quarantined_before"
+#: another live run holds the case's claim
+CLAIMED_ELSEWHERE = "claimed_elsewhere"
+#: statuses whose row message the driver reports per case
+_REPORTED = (QUARANTINED, CHANGED, QUARANTINED_BEFORE, CLAIMED_ELSEWHERE)
 
-#: suffix of a ledger marker that says "quarantined for a lasting reason with this digest"
+#: suffix of a pre-claims ledger marker: "quarantined for a lasting reason with this digest"
 QUARANTINE_MARK = ".quarantined"
 #: errors worth retrying on the next run without any change to inputs or key
 _TRANSIENT = ("StorageError", "TransientStorageError", "StorageAccessError", "RayError")
@@ -121,6 +128,12 @@ class CaseState:
     error_type: str = ""
     error_message: str = ""
     attempts: int = 1
+    #: from the listing of dest: key -> version of the case's objects, its claim generations
+    case_objects: dict[str, str] = dataclasses.field(default_factory=dict)
+    claims: list[int] = dataclasses.field(default_factory=list)
+    #: set by ``_commit.settle``: this run's marker base and claim generation (-1: none)
+    mark_base: str = ""
+    claim_gen: int = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +155,10 @@ class StageContext:
     tumour_labels: tuple[int, ...] | None
     slice_fallback: str
     series_description: str
-    retry_quarantined: bool = False
+    #: ``--redo``: None, "changed", "quarantined" or "all" (see ``_ledger.decide``)
+    redo: str | None = None
+    #: seconds after which a claim of a run without a fresh heartbeat may be taken over
+    claim_lease_s: float = 300.0
     #: PGD fields overridden against the key (``--override-key-pgd``), for every record
     pgd_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -242,22 +258,6 @@ def _download(store: ObjectStore, key: str, files: list[ObjectInfo] | None, targ
         store.get_to_file(f.key, file)
 
 
-def _already_done(state: CaseState, ctx: StageContext) -> bool:
-    """The ledger test: a marker for this digest, or (no marker) a record with this digest."""
-    if state.digest in state.prior_digests:
-        return True
-    if state.has_record and not state.prior_digests:
-        # record written but its marker not (driver killed in between): read this one record
-        try:
-            data = json.loads(
-                _store(ctx.dest, ctx.endpoint_url, ctx.max_pool).get(record_key(state.case_id))
-            )
-        except (ObjectNotFoundError, ValueError):
-            return False
-        return bool(data.get("source_digest") == state.digest)
-    return False
-
-
 # -- stage 1: fetch + decode (CPU task) --------------------------------------------------------
 
 
@@ -332,13 +332,12 @@ def fetch_batch(batch: dict[str, np.ndarray], *, ctx: StageContext) -> dict[str,
             )
             state.sources = [img_src, msk_src]
             state.digest = source_digest(state.sources, ctx.key_fingerprint)
-            if _already_done(state, ctx):
-                out.append((SKIPPED, state))
-                continue
-            if not ctx.retry_quarantined and state.digest + QUARANTINE_MARK in state.prior_digests:
-                # failed for a lasting reason with these very inputs and key: do not rerun it
-                # nightly (a poison case would kill workers again); --retry-quarantined forces
-                out.append((QUARANTINED, state))
+            # skip / changed / quarantined before / claimed elsewhere, from the listing; a
+            # case that needs work is claimed here (a poison case is not rerun nightly)
+            stop = settle(state, ctx, _store(ctx.dest, ctx.endpoint_url, ctx.max_pool))
+            if stop is not None:
+                state.error_message = stop[1] if stop[0] != SKIPPED else ""
+                out.append((stop[0], state))
                 continue
             with tempfile.TemporaryDirectory(prefix="medcrypt-fetch-") as tmp:
                 image_path = _local_copy(img_key, img_files, Path(tmp), "image")
@@ -545,9 +544,13 @@ def _encode(fmt: str, q01: np.ndarray, slice_: Any, ctx: StageContext) -> bytes:
 
 
 def _put_output(store: ObjectStore, key: str, fmt: str, data: bytes) -> OutputObject:
-    store.put(key, data)
+    info = store.put(key, data)
     return OutputObject(
-        key=key, format=fmt, sha256=hashlib.sha256(data).hexdigest(), size=len(data)
+        key=key,
+        format=fmt,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        version=info.version,
     )
 
 
@@ -617,6 +620,7 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
         created_at=utc_now(),
         sources=tuple(state.sources),
         source_digest=state.digest,
+        ledger_mark=state.mark_base,
         slice=_slice_info(state.slice_, state.original.shape),
         window=(float(state.slice_.window[0]), float(state.slice_.window[1])),
         label=state.label,
@@ -635,34 +639,9 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
         software=software_versions(),
     )
     data = release_json(record, where=f"record of case {state.case_id!r}")
-    status = DONE
-    try:
-        # stale record (inputs or key changed): replace; else only if no other run got there
-        store.put(record_key(state.case_id), data, if_absent=not state.has_record)
-    except ObjectExistsError:
-        other = json.loads(store.get(record_key(state.case_id)))
-        if other.get("source_digest") != state.digest:
-            raise
-        status = SKIPPED  # a concurrent run finished this case first
-        # Its outputs were written before its record, ours after: if PGD was not bit-exact
-        # (GPU kernels), the stored outputs are now ours. Keep record and outputs consistent.
-        stored = {
-            o["key"]: hashlib.sha256(store.get(o["key"])).hexdigest()
-            for o in other.get("outputs", [])
-        }
-        theirs_gone = any(stored[o["key"]] != o["sha256"] for o in other.get("outputs", []))
-        if theirs_gone and all(stored.get(o.key) == o.sha256 for o in outputs):
-            store.put(record_key(state.case_id), data)
-            status = DONE
-            logger.warning(
-                "case %s: concurrent run's outputs replaced; record updated", state.case_id
-            )
-    with contextlib.suppress(ObjectExistsError):
-        store.put(marker_key(state.case_id, state.digest), b"", if_absent=True)
-    if state.was_quarantined:
-        store.delete(quarantine_key(state.case_id))
+    written = {o.key: str(o.version) for o in (*outputs, *originals)}
     state.timings = timings
-    return status
+    return commit(state, store, data, written)
 
 
 def _without_work_files(text: str) -> str:
@@ -695,11 +674,11 @@ def _quarantine(state: CaseState, ctx: StageContext, store: ObjectStore) -> None
         quarantine_key(state.case_id),
         release_json(rec, where=f"quarantine record of case {state.case_id!r}"),
     )
-    if state.digest and state.error_type not in _TRANSIENT:
+    mark = quarantine_mark(state)
+    if mark and state.error_type not in _TRANSIENT:
         with contextlib.suppress(ObjectExistsError):
-            store.put(
-                marker_key(state.case_id, state.digest + QUARANTINE_MARK), b"", if_absent=True
-            )
+            store.put(marker_key(state.case_id, mark), b"", if_absent=True)
+    release(state, store)
 
 
 _TIMING_COLUMNS = ("fetch_s", "decode_s", "pgd_s", "encode_s", "write_s")
@@ -730,7 +709,7 @@ def write_batch(batch: dict[str, np.ndarray], *, ctx: StageContext) -> dict[str,
             logger.warning("quarantined %s: %s", state.case_id, state.error_message)
         case_ids.append(state.case_id)
         statuses.append(final)
-        messages.append(state.error_message if final == QUARANTINED else "")
+        messages.append(state.error_message if final in _REPORTED else "")
         for c in _TIMING_COLUMNS:
             timing_cols[c].append(float(state.timings.get(c, 0.0)))
     out: dict[str, np.ndarray] = {

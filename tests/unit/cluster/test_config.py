@@ -136,6 +136,8 @@ def test_every_field_has_a_cli_flag_and_flags_round_trip(files: dict[str, str]) 
         "batch_size": 16,
         "actor_start_timeout_s": 30.0,
         "override_key_pgd": True,
+        "redo": "changed",
+        "claim_lease_s": 60.0,
     }
     assert set(flags) | {"layout"} == set(options)
     c = load_job_config(overrides=flags)
