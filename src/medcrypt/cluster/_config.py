@@ -68,6 +68,13 @@ class PGDRequest(StrictModel):
     precision: Literal["auto", "fp32", "bf16"] | None = None
     channels_last: bool | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_settings(cls, data: Any) -> Any:
+        # a full PGDSettings (as code that built JobConfig(pgd=PGDSettings(...)) passes) asks
+        # for each of its values
+        return data.model_dump() if isinstance(data, BaseModel) else data
+
     def given(self) -> dict[str, Any]:
         """The fields this request sets (not None)."""
         return {k: v for k, v in self.model_dump().items() if v is not None}

@@ -269,3 +269,18 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
     assert f"pgd.eps in {cfg}: must be > 0 (got -1)" in text
     assert "--max-actors: must be >= 1 (got 0)" in text
     assert "Value error" not in text and "Input should" not in text
+
+
+def test_pgd_request_takes_a_full_settings_object(files: dict[str, str]) -> None:
+    # what code building JobConfig(pgd=PGDSettings(...)) directly passes (the demo does)
+    from medcrypt.processing import PGDSettings
+
+    c = JobConfig(**_base(files), pgd=PGDSettings(eps=1.0, step=0.1, iters=20))
+    assert c.pgd.given() == {
+        "eps": 1.0,
+        "step": 0.1,
+        "iters": 20,
+        "best_iterate": True,
+        "precision": "auto",
+    }
+    assert JobConfig(**_base(files), pgd={"iters": 3}).pgd.given() == {"iters": 3}
