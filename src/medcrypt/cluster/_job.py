@@ -496,7 +496,8 @@ class PlanEntry:
     """What ``--dry-run`` says about one case: ``new`` (new, changed sources, incomplete, or
     asked for by ``--redo``), ``skipped``, ``changed`` (key, model or settings differ from the
     record; not redone without ``--redo changed``), ``quarantined`` (a lasting failure with the
-    same inputs and settings, not retried) or ``invalid`` (with the reason)."""
+    same inputs and settings, not retried), ``invalid`` (with the reason) or ``left-out``
+    (with ``layout``: a folder that is not a valid case; ``case_id`` is the folder)."""
 
     case_id: str
     status: str
