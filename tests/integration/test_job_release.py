@@ -345,7 +345,7 @@ def test_no_identifier_path_uid_or_key_field_reaches_dest(
         rec = QuarantineRecord.model_validate_json(dest[f"_quarantine/{case}.json"])
         assert f"s3://{bucket}/archive/{case}/" in rec.message, (case, rec.message)
         assert repr(case) in rec.message, rec.message
-        assert "<downloaded copy>" not in rec.message and "<worker" not in rec.message
+        assert "<downloaded copy>" not in rec.message and "<local temp" not in rec.message
     assert "2 mixed series" in json.loads(dest["_quarantine/mixed_series.json"])["message"]
 
     # every dest byte, in every readable form, against everything that must stay home

@@ -43,6 +43,7 @@ from medcrypt.cluster._stages import (
     CaseState,
     EncryptActor,
     StageContext,
+    _without_work_files,
     fetch_batch,
     initial_row,
     write_batch,
@@ -432,7 +433,7 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
                         )
         except Exception as exc:  # the job itself stopped: report it, rerun resumes
             logger.error("run %s stopped: %s", inputs.run_id, exc, exc_info=True)
-            error = f"{type(exc).__name__}: {exc}"
+            error = _without_work_files(f"{type(exc).__name__}: {exc}")
         finally:
             with contextlib.suppress(Exception):
                 ray.kill(counter)

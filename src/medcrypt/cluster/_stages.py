@@ -645,12 +645,12 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
 
 
 def _without_work_files(text: str) -> str:
-    """``text`` with any path into medcrypt's own temp folders replaced (last line of defence:
-    fetch errors already name the source URI; a quarantine record must never name a worker's
-    local file)."""
+    """``text`` with any path into medcrypt's or Ray's temp folders replaced (last line of
+    defence: fetch errors already name the source URI; a quarantine record or run summary
+    must never name a worker's local file or a Ray session folder)."""
     for root in {tempfile.gettempdir(), os.path.realpath(tempfile.gettempdir())}:
-        pattern = re.escape(root.rstrip("/")) + r"/medcrypt-[^\s'\"]*"
-        text = re.sub(pattern, "<worker temp file>", text)
+        pattern = re.escape(root.rstrip("/")) + r"/(?:medcrypt-|ray/)[^\s'\"(),;:]*"
+        text = re.sub(pattern, "<local temp path>", text)
     return text
 
 
