@@ -86,6 +86,7 @@ def _config(root: Path, manifest: Path, dest: str, iters: int, batch: int) -> An
         key=str(key),
         model=str(model),
         pgd={"eps": 1.0, "step": 0.1, "iters": iters},
+        override_key_pgd=True,  # the benchmark sets its own budget and iterations per run
         formats=("png",),
         num_gpus=0,
         actor_cpus=1,

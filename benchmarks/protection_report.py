@@ -32,7 +32,7 @@ import torch
 from _protection import eps_list
 
 from medcrypt.medical import CLASS_NAMES
-from medcrypt.processing import EncryptionKey, PGDSettings, TrainSettings
+from medcrypt.processing import EncryptionKey, PGDSettings, TrainSettings, release_json
 from medcrypt.processing._evaluation import (
     ProtectionReport,
     ProtectionSettings,
@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is not None:
             folder = args.out if len(args.eps) == 1 else args.out / f"eps_{eps:g}"
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "protection_report.json").write_text(report.model_dump_json(indent=2))
+            (folder / "protection_report.json").write_bytes(
+                release_json(report, where="protection_report.json")
+            )
             (folder / "protection_report.md").write_text(report.to_markdown())
     if len(reports) > 1:
         print(_sweep_table(reports))

@@ -4,7 +4,8 @@ Exit codes of ``medcrypt encrypt`` (for cron):
 
 - 0: every case done or skipped
 - 2: the job did not start (bad config, manifest, URI, model or key; nothing was written)
-- 3: the job ran to the end, some cases were quarantined (see ``<dest>/_quarantine/``)
+- 3: the job ran to the end and THIS run quarantined some cases (see
+  ``<dest>/_quarantine/``; cases quarantined by earlier runs are listed, not counted)
 - 4: the job stopped before every case was accounted for (cluster or storage failure);
   the next run resumes where it stopped
 """
@@ -64,11 +65,12 @@ def _quiet() -> bool:
 def encrypt_cmd(config_path: Path | None, dry_run: bool, **options: Any) -> None:
     """Protect every case of an archive (Ray Data job; see --help of each option).
 
-    Exit code: 0 all done or skipped, 2 not started (bad input), 3 some cases quarantined,
-    4 stopped early (rerun resumes).
+    Exit code: 0 all done, skipped or left as they are, 2 not started (bad input), 3 this run
+    quarantined some cases, 4 stopped early (rerun resumes).
     """
-    from medcrypt.cluster import plan_job, run_job
+    from medcrypt.cluster import plan_job, prepare_job
     from medcrypt.cluster._config import load_job_config
+    from medcrypt.cluster._job import execute
 
     config = load_job_config(config_path, overrides=options)
     if dry_run:
@@ -77,19 +79,48 @@ def encrypt_cmd(config_path: Path | None, dry_run: bool, **options: Any) -> None
             counts[entry.status] += 1
             reason = f"  ({entry.reason})" if entry.reason else ""
             click.echo(f"{entry.status:<12}{entry.case_id}{reason}")
+        left_out = (
+            f", {counts['left-out']} folder(s) left out (not valid cases)"
+            if counts["left-out"]
+            else ""
+        )
         click.echo(
             "dry run: "
-            + ", ".join(f"{counts[k]} {k}" for k in ("new", "skipped", "quarantined", "invalid"))
-            + f"; nothing written to {config.dest}"
+            + ", ".join(
+                f"{counts[k]} {k}" for k in ("new", "skipped", "changed", "quarantined", "invalid")
+            )
+            + f"{left_out}; nothing written to {config.dest}"
         )
         return
+    # every check runs (and a refusal exits 2) before anything is drawn or written
+    inputs = prepare_job(config)
     with progress_bar("encrypt") as progress:
-        summary = run_job(config, progress=progress)
+        summary = execute(inputs, progress=progress)
     click.echo(
         f"run {summary.run_id}: {summary.done} done, {summary.skipped} skipped, "
         f"{summary.quarantined} quarantined, {summary.failed} failed "
         f"in {summary.wall_s:.1f}s ({summary.cases_per_s:.2f} cases/s)"
     )
+    left = (
+        (summary.changed, "changed (not redone; --redo changed)", summary.changed_cases),
+        (summary.quarantined_before, "quarantined before (not retried)", ()),
+        (summary.claimed_elsewhere, "claimed by another run that is still running", ()),
+    )
+    for count, what, cases in left:
+        if count:
+            click.echo(f"{count} {what}")
+            for text in cases[:20]:
+                click.echo(f"  {text}")
+    if summary.skipped_folders_total:
+        click.echo(
+            f"{summary.skipped_folders_total} folder(s) under the source left out, not valid "
+            f"{config.layout} cases (skipped_folders in the summary):",
+            err=True,
+        )
+        for text in summary.skipped_folders[:20]:
+            click.echo(f"  left out {text}", err=True)
+        if summary.skipped_folders_total > 20:
+            click.echo(f"  ... and {summary.skipped_folders_total - 20} more", err=True)
     click.echo(f"summary: {config.dest.rstrip('/')}/_runs/{summary.run_id}/summary.json")
     if summary.error:
         click.echo(f"error: {summary.error}", err=True)

@@ -259,6 +259,7 @@ def evaluate_command(
         build_model,
         evaluate_accuracy,
         load_checkpoint,
+        release_json,
         train_model,
     )
     from medcrypt.processing._evaluation import (
@@ -364,7 +365,9 @@ def evaluate_command(
                 progress=progress,
             )
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "protection_report.json").write_text(report.model_dump_json(indent=2) + "\n")
+    (out_dir / "protection_report.json").write_bytes(
+        release_json(report, where="protection_report.json")
+    )
     markdown = report.to_markdown()
     (out_dir / "protection_report.md").write_text(markdown)
     click.echo(markdown)

@@ -12,13 +12,13 @@ names, else sorted by name (``--classes`` fixes another order). Other files are 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -164,7 +164,8 @@ def write_slice(
 
 
 class SliceRecord(StrictModel):
-    """What ``encrypt-slices`` did to one slice. Names the key by fingerprint only."""
+    """What ``encrypt-slices`` did to one slice. Of the key, only what
+    :mod:`medcrypt.processing._release` allows: fingerprint, PGD settings, number of targets."""
 
     source: str
     output: str
@@ -173,7 +174,7 @@ class SliceRecord(StrictModel):
     label_source: str  # "folder" or "predicted"
     key_fingerprint: str
     model_hash: str
-    combiner: str
+    pgd: dict[str, Any]
     eps: float
     n_targets: int
     target_success: float
@@ -495,7 +496,14 @@ def encrypt_slices_command(
     Writes each slice to OUT/<class>/<name>.(png|npy) with a record <name>.json (L2, Linf,
     PSNR, SSIM, target success, key fingerprint; never the key), and OUT/summary.json.
     """
-    from medcrypt.processing import EncryptionKey, Encryptor, image_metrics, load_checkpoint
+    from medcrypt.processing import (
+        EncryptionKey,
+        Encryptor,
+        image_metrics,
+        key_release,
+        load_checkpoint,
+        release_json,
+    )
 
     if out_dir.resolve() == data_dir.resolve():
         raise ConfigError("--out must differ from --data (originals would be overwritten)")
@@ -517,6 +525,8 @@ def encrypt_slices_command(
             )
     encryptor = Encryptor(loaded.model, key, device=device)
     eps = encryptor.settings.eps
+    released = key_release(key.fingerprint, encryptor.settings)
+    secret = [key.secret.get_secret_value()]
     n = data.labels.shape[0]
     records: list[SliceRecord] = []
     with progress_bar("encrypting") as progress:
@@ -540,9 +550,9 @@ def encrypt_slices_command(
                     label=int(labels[j]),
                     label_name=key.class_names[int(labels[j])],
                     label_source=label_source,
-                    key_fingerprint=key.fingerprint,
+                    key_fingerprint=released["key_fingerprint"],
                     model_hash=loaded.content_hash,
-                    combiner=key.combiner,
+                    pgd=released["pgd"],
                     eps=eps,
                     n_targets=len(result.targets[j]),
                     target_success=float(result.target_success[j]),
@@ -551,17 +561,16 @@ def encrypt_slices_command(
                     psnr=_finite(float(m["psnr"][0])),
                     ssim=float(m["ssim"][0]),
                 )
-                (out_dir / outputs[i]).with_suffix(".json").write_text(
-                    record.model_dump_json(indent=2) + "\n", encoding="utf-8"
+                (out_dir / outputs[i]).with_suffix(".json").write_bytes(
+                    release_json(record, where=f"record of {record.source}", forbidden_text=secret)
                 )
                 records.append(record)
             progress(sl.stop, n, "slices")
     psnrs = [r.psnr for r in records if r.psnr is not None]
     summary = {
         "slices": len(records),
-        "key_fingerprint": key.fingerprint,
+        **released,
         "model_hash": loaded.content_hash,
-        "combiner": key.combiner,
         "eps": eps,
         "label_source": label_source,
         "mean_l2": float(np.mean([r.l2 for r in records])),
@@ -572,7 +581,9 @@ def encrypt_slices_command(
         "mean_target_success": float(np.mean([r.target_success for r in records])),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "summary.json").write_bytes(
+        release_json(summary, where="summary.json", forbidden_text=secret)
+    )
     psnr_text = "inf" if not psnrs else f"{np.mean(psnrs):.2f}"
     click.echo(
         f"encrypted {len(records)} slices with key {key.fingerprint}: mean PSNR {psnr_text}"

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, Field, RootModel, field_validator, model_validator
+from pydantic import BaseModel, Field, RootModel, ValidationError, field_validator, model_validator
 
 from medcrypt.cluster._discover import Layout
+from medcrypt.cluster._option_errors import describe_job_errors
 from medcrypt.config import StrictModel, load_config, validate_config
 from medcrypt.errors import ConfigError
-from medcrypt.processing import PGDSettings
 from medcrypt.storage import S3Uri, is_s3_uri, local_path, parse_s3_uri
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "CliOption",
     "JobConfig",
     "OutputFormat",
+    "PGDRequest",
     "cli_overrides",
     "job_cli_options",
     "job_config_from_mapping",
@@ -49,6 +50,34 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?$")
 #: Fields holding a location: normalised (s3 canonical form / absolute path).
 _LOCATION_FIELDS = ("source", "dest", "manifest", "key", "model")
+
+
+class PGDRequest(StrictModel):
+    """The PGD settings a job asks for: every field optional, unset ones come from the key.
+
+    The key fixes the protection (eps, step, iters, best_iterate): a job may repeat those
+    values, and differ from them only with ``override_key_pgd``. ``precision`` and
+    ``channels_last`` choose how PGD is computed and may be set freely (see
+    :func:`medcrypt.processing.settings_from_key`).
+    """
+
+    eps: float | None = Field(default=None, gt=0.0)
+    step: float | None = Field(default=None, gt=0.0)
+    iters: int | None = Field(default=None, ge=0)
+    best_iterate: bool | None = None
+    precision: Literal["auto", "fp32", "bf16"] | None = None
+    channels_last: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_settings(cls, data: Any) -> Any:
+        # a full PGDSettings (as code that built JobConfig(pgd=PGDSettings(...)) passes) asks
+        # for each of its values
+        return data.model_dump() if isinstance(data, BaseModel) else data
+
+    def given(self) -> dict[str, Any]:
+        """The fields this request sets (not None)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class JobConfig(StrictModel):
@@ -73,7 +102,15 @@ class JobConfig(StrictModel):
         default=None, description="S3-compatible endpoint (MinIO, Ceph); default AWS"
     )
     max_pool: int = Field(default=32, ge=1, le=1024, description="S3 connections per process")
-    pgd: PGDSettings = Field(default_factory=PGDSettings, description="PGD settings")
+    pgd: PGDRequest = Field(
+        default_factory=lambda: PGDRequest(),
+        description="PGD settings; unset ones come from the key (see PGDRequest)",
+    )
+    override_key_pgd: bool = Field(
+        default=False,
+        description="run with pgd eps/step/iters/best_iterate that contradict the key's "
+        "(refused otherwise); every record lists them under pgd_overrides",
+    )
     formats: tuple[OutputFormat, ...] = Field(
         default=("png",), description="output formats, comma separated: png, nifti, dicom"
     )
@@ -90,7 +127,21 @@ class JobConfig(StrictModel):
         default=False, description="also write unprotected slices, under dest/_originals/"
     )
     run_id: str | None = Field(
-        default=None, description="name of this run under dest/_runs/ (default: time + random)"
+        default=None,
+        description="name of this run under dest/_runs/ (default: time + random); a name "
+        "already used in dest is refused",
+    )
+    redo: Literal["changed", "quarantined", "all"] | None = Field(
+        default=None,
+        description="also redo cases whose key, model or settings differ from their record "
+        "(changed), cases quarantined before with these inputs (quarantined), or every case "
+        "(all); default: only new, changed-source and incomplete cases",
+    )
+    claim_lease_s: float = Field(
+        default=300.0,
+        ge=5.0,
+        description="seconds without a heartbeat after which another run's claim on a case "
+        "is taken over (a killed run)",
     )
     num_gpus: float = Field(
         default=0.0, ge=0.0, description="GPUs per PGD actor (1 on GPU nodes, 0 on CPU only)"
@@ -291,7 +342,7 @@ def load_job_config(
             missing key/model/manifest files, ... naming the file and the fields.
     """
     data: dict[str, Any] = {}
-    where = []
+    file: str | None = None
     if path is not None:
         data = load_config(path, _RawMapping).root
         base = Path(path).resolve().parent
@@ -299,12 +350,17 @@ def load_job_config(
             value = data.get(name)
             if isinstance(value, str) and value and not _is_absolute(value):
                 data[name] = str(base / value)
-        where.append(str(path))
+        file = str(path)
+    file_data = dict(data)
     nested = cli_overrides(overrides or {})
     if nested:
-        where.append("command-line options")
         data = _deep_merge(data, nested)
-    return job_config_from_mapping(data, source=" + ".join(where) or "command-line options")
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as exc:
+        # named as the user gave each value: ``--pgd-eps: must be > 0 (got -1.0)``
+        message, first = describe_job_errors(exc, cli=nested, file_data=file_data, file=file)
+        raise ConfigError(message, field=first) from exc
 
 
 def _is_absolute(value: str) -> bool:
@@ -348,12 +404,16 @@ class CliOption:
 
 
 _HELP: dict[tuple[str, ...], str] = {
-    ("pgd", "eps"): "L2 budget of the perturbation per slice, in [0,1] pixel units",
-    ("pgd", "step"): "L2 length of each PGD step",
-    ("pgd", "iters"): "PGD iterations",
-    ("pgd", "best_iterate"): "keep the iterate with the lowest target loss, not the last",
-    ("pgd", "precision"): "auto (bf16 on capable GPUs and bf16-native CPUs), fp32 or bf16",
-    ("pgd", "channels_last"): "NHWC memory format (default: on, CPU and CUDA alike)",
+    ("pgd", "eps"): "L2 budget of the perturbation per slice, in [0,1] pixel units "
+    "[default: the key's; another value needs --override-key-pgd]",
+    ("pgd", "step"): "L2 length of each PGD step [default: the key's; another value needs "
+    "--override-key-pgd]",
+    ("pgd", "iters"): "PGD iterations [default: the key's; another value needs --override-key-pgd]",
+    ("pgd", "best_iterate"): "keep the iterate with the lowest target loss, not the last "
+    "[default: the key's; another value needs --override-key-pgd]",
+    ("pgd", "precision"): "auto (bf16 on capable GPUs and bf16-native CPUs), fp32 or bf16 "
+    "[default: the key's]",
+    ("pgd", "channels_last"): "NHWC memory format [default: the key's; unset there: on]",
 }
 
 

@@ -27,30 +27,38 @@ import numpy as np
 
 from medcrypt._private_files import write_private
 from medcrypt._types import ProgressCallback
+from medcrypt.cluster._claims import Heartbeat
 from medcrypt.cluster._config import JobConfig
 from medcrypt.cluster._ledger import DestIndex, scan_dest, summary_key
 from medcrypt.cluster._manifest import Manifest
 from medcrypt.cluster._records import utc_now
 from medcrypt.cluster._stages import (
+    CHANGED,
+    CLAIMED_ELSEWHERE,
     DONE,
     QUARANTINED,
+    QUARANTINED_BEFORE,
     SKIPPED,
     AttemptCounter,
     CaseState,
     EncryptActor,
     StageContext,
+    _without_work_files,
     fetch_batch,
     initial_row,
     write_batch,
 )
-from medcrypt.cluster._summary import RunSummary, StageTimings
+from medcrypt.cluster._summary import MAX_LISTED, RunSummary, StageTimings
 from medcrypt.errors import ConfigError, JobError, MedcryptError
+from medcrypt.processing import release_json
 from medcrypt.storage import ObjectStore, open_store, split_uri
 
 __all__ = ["JobInputs", "PlanEntry", "plan_job", "prepare_job", "run_job"]
 
 logger = logging.getLogger(__name__)
 
+#: statuses whose cases the summary lists by name
+_LISTED = (QUARANTINED, QUARANTINED_BEFORE, CHANGED)
 #: cases per block of the manifest dataset: small blocks keep the pipeline streaming
 _ROWS_PER_BLOCK = 2
 #: memory a fetch / write task reserves (one decoded volume and its slice). Declaring it also
@@ -71,9 +79,17 @@ class JobInputs:
     class_names: tuple[str, ...]
     key: Any  # EncryptionKey
     key_fingerprint: str
+    #: the PGD settings this run uses: the key's, with what the job may change (see
+    #: ``processing.settings_from_key``); ``pgd_overrides`` = fields overridden against the key
+    pgd: Any  # PGDSettings
+    pgd_overrides: dict[str, dict[str, Any]]
     rows: Manifest  # re-iterable stream of ManifestRow, with len()
     dest: ObjectStore
     index: DestIndex
+    #: folders under the source that ``layout`` discovery left out, each ``"folder: why"``
+    #: (at most ``_discover.MAX_REASONS``), and how many there were in all
+    skipped_folders: tuple[str, ...] = ()
+    skipped_folders_total: int = 0
 
 
 def _new_run_id() -> str:
@@ -103,16 +119,20 @@ def _locate(value: str, source: str | None) -> tuple[str, str, str]:
     return root, key + ("/" if folder else ""), value
 
 
-def _read_rows(config: JobConfig, class_names: tuple[str, ...]) -> Manifest:
-    """The checked manifest, or (``layout`` set) one discovered from the source right now."""
+def _read_rows(
+    config: JobConfig, class_names: tuple[str, ...]
+) -> tuple[Manifest, tuple[str, ...], int]:
+    """The checked manifest, or (``layout`` set) one discovered from the source right now,
+    with the folders discovery left out (``"folder: why"``) and their number."""
     from medcrypt.cluster._discover import discover
     from medcrypt.cluster._manifest import read_manifest
 
     endpoint = config.endpoint_url
     if config.manifest is not None:
-        return read_manifest(
+        manifest = read_manifest(
             config.manifest, source=config.source, class_names=class_names, endpoint_url=endpoint
         )
+        return manifest, (), 0
     assert config.layout is not None  # JobConfig requires manifest or layout
     fd, tmp = tempfile.mkstemp(prefix="medcrypt-discovered-", suffix=".csv")
     os.close(fd)
@@ -125,7 +145,16 @@ def _read_rows(config: JobConfig, class_names: tuple[str, ...]) -> Manifest:
     # read_manifest re-reads the file on every iteration: keep it until the process ends
     atexit.register(_unlink_quietly, tmp)
     logger.info("discovered %s cases (%s folders skipped)", found.cases, found.skipped)
-    return read_manifest(tmp, source=config.source, class_names=class_names)
+    if found.skipped:
+        logger.warning(
+            "%s folder(s) under %s left out, not valid %s cases: %s",
+            found.skipped,
+            config.source,
+            config.layout,
+            "; ".join(found.reasons[:5]) + (" ..." if found.skipped > 5 else ""),
+        )
+    manifest = read_manifest(tmp, source=config.source, class_names=class_names)
+    return manifest, found.reasons, found.skipped
 
 
 def _unlink_quietly(path: str) -> None:
@@ -140,7 +169,7 @@ def prepare_job(config: JobConfig) -> JobInputs:
         ConfigError / ManifestError: bad config, manifest, URIs, dest inside source.
         ModelError / EncryptionKeyError: unreadable model or key, or they do not fit.
     """
-    from medcrypt.processing import EncryptionKey, load_checkpoint
+    from medcrypt.processing import EncryptionKey, load_checkpoint, settings_from_key
 
     endpoint = config.endpoint_url
     # model: read once (also what the actors get), verified by load_checkpoint
@@ -156,9 +185,22 @@ def prepare_job(config: JobConfig) -> JobInputs:
         else:
             key = EncryptionKey.load(config.key)
     key.check_model(loaded.num_classes, loaded.class_names)
-    rows = _read_rows(config, loaded.class_names)
+    pgd, overrides = settings_from_key(
+        key.pgd, config.pgd.given(), override=config.override_key_pgd
+    )
+    if overrides:
+        logger.warning(
+            "PGD settings overridden against key %s: %s", key.fingerprint, sorted(overrides)
+        )
+    rows, skipped_folders, skipped_total = _read_rows(config, loaded.class_names)
     dest = open_store(config.dest, endpoint_url=endpoint, max_pool=config.max_pool)
     index = scan_dest(dest)
+    if config.run_id is not None and config.run_id in index.runs:
+        raise ConfigError(
+            f"run id {config.run_id!r} was used before in this dest (its summary is "
+            f"{summary_key(config.run_id)}); give another --run-id, or none for a new one",
+            field="run_id",
+        )
     return JobInputs(
         config=config,
         run_id=config.run_id or _new_run_id(),
@@ -168,9 +210,13 @@ def prepare_job(config: JobConfig) -> JobInputs:
         class_names=tuple(loaded.class_names),
         key=key,
         key_fingerprint=key.fingerprint,
+        pgd=pgd,
+        pgd_overrides=overrides,
         rows=rows,
         dest=dest,
         index=index,
+        skipped_folders=skipped_folders,
+        skipped_folders_total=skipped_total,
     )
 
 
@@ -191,6 +237,8 @@ def _states(inputs: JobInputs) -> Iterator[CaseState]:
             prior_digests=inputs.index.prior_digests(r.case_id),
             has_record=inputs.index.has_record(r.case_id),
             was_quarantined=inputs.index.was_quarantined(r.case_id),
+            case_objects=inputs.index.objects_of(r.case_id),
+            claims=inputs.index.claims_of(r.case_id),
         )
 
 
@@ -236,14 +284,17 @@ def _stage_context(inputs: JobInputs) -> StageContext:
         max_pool=c.max_pool,
         formats=tuple(c.formats),
         write_originals=bool(c.write_originals),
-        eps=float(c.pgd.eps),
+        eps=float(inputs.pgd.eps),
         key_fingerprint=inputs.key_fingerprint,
         model_hash=inputs.model_hash,
         model_arch=inputs.model_arch,
         class_names=inputs.class_names,
-        pgd=c.pgd.model_dump(mode="json"),
+        pgd=inputs.pgd.model_dump(mode="json"),
+        pgd_overrides=inputs.pgd_overrides,
         tumour_labels=None if c.tumour_labels is None else tuple(c.tumour_labels),
         slice_fallback=c.slice_fallback,
+        redo=c.redo,
+        claim_lease_s=float(c.claim_lease_s),
         series_description="medcrypt protected (adversarial data encryption)",
     )
 
@@ -285,7 +336,7 @@ def build_dataset(inputs: JobInputs, counter: Any, model_ref: Any, key_ref: Any)
         fn_constructor_kwargs={
             "model_blob": model_ref,
             "key_blob": key_ref,
-            "pgd": c.pgd.model_dump(mode="json"),
+            "pgd": inputs.pgd.model_dump(mode="json"),
             "device": "auto" if c.num_gpus > 0 else "cpu",
             "counter": counter,
         },
@@ -335,8 +386,9 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
     counts: Counter[str] = Counter()
     timings = dict.fromkeys(("fetch_s", "decode_s", "pgd_s", "encode_s", "write_s"), 0.0)
     error: str | None = None
+    listed: dict[str, list[str]] = {s: [] for s in _LISTED}
     logger.info("run %s: %s cases from %s to %s", inputs.run_id, total, c.manifest, c.dest)
-    with _ray_session():
+    with Heartbeat(inputs.dest, inputs.run_id, float(c.claim_lease_s)), _ray_session():
         dctx = ray.data.DataContext.get_current()
         dctx.enable_progress_bars = False
         dctx.max_errored_blocks = 0
@@ -368,6 +420,9 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
                     ):
                         counts[str(status)] += 1
                         logger.debug("case %s: %s %s", case_id, status, msg)
+                        named = listed.get(str(status))
+                        if named is not None and len(named) < MAX_LISTED:
+                            named.append(f"{case_id}: {msg}" if msg else str(case_id))
                     for k in timings:
                         timings[k] += float(np.sum(batch[k]))
                     if progress:
@@ -378,12 +433,13 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
                         )
         except Exception as exc:  # the job itself stopped: report it, rerun resumes
             logger.error("run %s stopped: %s", inputs.run_id, exc, exc_info=True)
-            error = f"{type(exc).__name__}: {exc}"
+            error = _without_work_files(f"{type(exc).__name__}: {exc}")
         finally:
             with contextlib.suppress(Exception):
                 ray.kill(counter)
     wall = time.perf_counter() - t0
-    accounted = counts[DONE] + counts[SKIPPED] + counts[QUARANTINED]
+    accounted = counts[DONE] + counts[SKIPPED] + sum(counts[s] for s in _LISTED)
+    accounted += counts[CLAIMED_ELSEWHERE]
     summary = RunSummary(
         run_id=inputs.run_id,
         source=str(c.source),
@@ -395,15 +451,29 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
         skipped=counts[SKIPPED],
         quarantined=counts[QUARANTINED],
         failed=max(0, total - accounted),
+        quarantined_before=counts[QUARANTINED_BEFORE],
+        changed=counts[CHANGED],
+        claimed_elsewhere=counts[CLAIMED_ELSEWHERE],
+        quarantined_cases=tuple(listed[QUARANTINED]),
+        quarantined_before_cases=tuple(listed[QUARANTINED_BEFORE]),
+        changed_cases=tuple(listed[CHANGED]),
         wall_s=wall,
         cases_per_s=(counts[DONE] / wall) if wall > 0 else 0.0,
         stage_totals=StageTimings(**timings),
         key_fingerprint=inputs.key_fingerprint,
         model_hash=inputs.model_hash,
+        pgd=inputs.pgd.model_dump(mode="json"),
+        pgd_overrides=inputs.pgd_overrides,
+        skipped_folders=inputs.skipped_folders,
+        skipped_folders_total=inputs.skipped_folders_total,
         error=error,
     )
     try:
-        inputs.dest.put(summary_key(inputs.run_id), summary.model_dump_json(indent=2).encode())
+        inputs.dest.put(
+            summary_key(inputs.run_id),
+            release_json(summary, where=f"summary of run {inputs.run_id}"),
+            if_absent=True,  # a run id is used once (prepare_job refuses a used one)
+        )
     except MedcryptError as exc:
         raise JobError(f"could not write the run summary: {exc}", uri=c.dest) from exc
     logger.info(
@@ -418,10 +488,17 @@ def execute(inputs: JobInputs, *, progress: ProgressCallback | None = None) -> R
     return summary
 
 
+#: dry-run status per ``_ledger.decide`` action
+_PLAN_STATUS = {"skip": "skipped", "changed": "changed", "kept_quarantined": "quarantined"}
+
+
 @dataclass(frozen=True)
 class PlanEntry:
-    """What ``--dry-run`` says about one case: ``new``, ``skipped``, ``quarantined`` (a lasting
-    failure with the same inputs and key, not retried) or ``invalid`` (with the reason)."""
+    """What ``--dry-run`` says about one case: ``new`` (new, changed sources, incomplete, or
+    asked for by ``--redo``), ``skipped``, ``changed`` (key, model or settings differ from the
+    record; not redone without ``--redo changed``), ``quarantined`` (a lasting failure with the
+    same inputs and settings, not retried), ``invalid`` (with the reason) or ``left-out``
+    (with ``layout``: a folder that is not a valid case; ``case_id`` is the folder)."""
 
     case_id: str
     status: str
@@ -432,13 +509,20 @@ def plan_job(config: JobConfig) -> Iterator[PlanEntry]:
     """Dry run: classify every case like the job would, reading dest once and writing nothing.
 
     The same checks as :func:`run_job` run first (bad config / manifest / model / key raise).
-    Source versions are read with one ``stat`` per source object, on the driver.
+    Source versions are read with one ``stat`` per source object, on the driver. With
+    ``layout``, every folder discovery left out comes first, as ``left-out`` (the folder
+    in ``case_id``, why in ``reason``).
     """
+    from medcrypt.cluster._commit import plan as plan_case
     from medcrypt.cluster._records import source_digest
-    from medcrypt.cluster._stages import QUARANTINE_MARK, _stat_source, _store
+    from medcrypt.cluster._stages import _stat_source, _store
 
     inputs = prepare_job(config)
+    ctx = _stage_context(inputs)
     endpoint = config.endpoint_url
+    for text in inputs.skipped_folders:
+        folder, _, why = text.partition(": ")
+        yield PlanEntry(folder, "left-out", why)
     for st in _states(inputs):
         try:
             img, _ = _stat_source(
@@ -458,13 +542,11 @@ def plan_job(config: JobConfig) -> Iterator[PlanEntry]:
         except MedcryptError as exc:
             yield PlanEntry(st.case_id, "invalid", str(exc))
             continue
-        digest = source_digest([img, msk], inputs.key_fingerprint)
-        if digest in st.prior_digests:
-            yield PlanEntry(st.case_id, "skipped", "done for these inputs and key")
-        elif digest + QUARANTINE_MARK in st.prior_digests:
-            yield PlanEntry(st.case_id, "quarantined", "failed before with these inputs and key")
-        elif st.has_record and not st.prior_digests:
-            yield PlanEntry(st.case_id, "new", "record without ledger marker: checked at run time")
+        st.sources = [img, msk]
+        st.digest = source_digest(st.sources, inputs.key_fingerprint)
+        d = plan_case(st, ctx)
+        status = _PLAN_STATUS.get(d.action, "new")
+        if d.action == "check_record":
+            yield PlanEntry(st.case_id, status, "record without ledger marker: checked at run time")
         else:
-            why = "inputs or key changed" if st.has_record else ""
-            yield PlanEntry(st.case_id, "new", why)
+            yield PlanEntry(st.case_id, status, "" if d.reason == "done" else d.reason)

@@ -97,6 +97,9 @@ class OutputObject(StrictModel):
     format: str
     sha256: str
     size: int
+    #: the store's version of the object as written (ETag, or size:mtime): a rerun compares it
+    #: with its listing of dest; ``None`` in records written before this field existed
+    version: str | None = None
 
 
 class CaseTimings(StrictModel):
@@ -119,6 +122,9 @@ class CaseRecord(StrictModel):
     created_at: str
     sources: tuple[SourceObject, ...]
     source_digest: str
+    #: ``inputs.key.model.settings`` of the ledger marker written with this record (see
+    #: ``_ledger``): what a rerun compares to decide skip / changed; empty in older records
+    ledger_mark: str = ""
     slice: SliceInfo
     window: tuple[float, float]
     label: int
@@ -128,7 +134,11 @@ class CaseRecord(StrictModel):
     key_fingerprint: str
     model_hash: str
     model_arch: str
+    #: the PGD settings this image was made with: the key's unless overridden, see below
     pgd: dict[str, Any]
+    #: PGD fields a job set against the key (``--override-key-pgd``):
+    #: ``{field: {"key": value, "job": value}}``; empty when the key's settings were used
+    pgd_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: what the PGD ran with: device, dtype ("bf16" / "fp32": ``precision="auto"`` resolves by
     #: hardware) and memory layout; empty in records written before this field existed
     compute: dict[str, str | bool] = Field(default_factory=dict)

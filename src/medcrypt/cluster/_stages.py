@@ -19,10 +19,10 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import json
 import logging
 import os
 import pickle
+import re
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import ray
 
+from medcrypt.cluster._commit import commit, quarantine_mark, release, settle
 from medcrypt.cluster._ledger import (
     marker_key,
     original_key,
     output_key,
     quarantine_key,
-    record_key,
 )
 from medcrypt.cluster._records import (
     CaseRecord,
@@ -52,6 +52,7 @@ from medcrypt.cluster._records import (
     utc_now,
 )
 from medcrypt.errors import (
+    ImageFormatError,
     JobError,
     MedcryptError,
     ObjectExistsError,
@@ -75,8 +76,16 @@ SKIPPED = "skipped"
 ERROR = "error"
 DONE = "done"
 QUARANTINED = "quarantined"
+#: decided from the listing (``_commit.settle``): key, model or settings differ from the record
+CHANGED = "changed"
+#: a lasting failure with these inputs and settings, not retried (no ``--redo quarantined``)
+QUARANTINED_BEFORE = "quarantined_before"
+#: another live run holds the case's claim
+CLAIMED_ELSEWHERE = "claimed_elsewhere"
+#: statuses whose row message the driver reports per case
+_REPORTED = (QUARANTINED, CHANGED, QUARANTINED_BEFORE, CLAIMED_ELSEWHERE)
 
-#: suffix of a ledger marker that says "quarantined for a lasting reason with this digest"
+#: suffix of a pre-claims ledger marker: "quarantined for a lasting reason with this digest"
 QUARANTINE_MARK = ".quarantined"
 #: errors worth retrying on the next run without any change to inputs or key
 _TRANSIENT = ("StorageError", "TransientStorageError", "StorageAccessError", "RayError")
@@ -119,6 +128,12 @@ class CaseState:
     error_type: str = ""
     error_message: str = ""
     attempts: int = 1
+    #: from the listing of dest: key -> version of the case's objects, its claim generations
+    case_objects: dict[str, str] = dataclasses.field(default_factory=dict)
+    claims: list[int] = dataclasses.field(default_factory=list)
+    #: set by ``_commit.settle``: this run's marker base and claim generation (-1: none)
+    mark_base: str = ""
+    claim_gen: int = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +155,12 @@ class StageContext:
     tumour_labels: tuple[int, ...] | None
     slice_fallback: str
     series_description: str
-    retry_quarantined: bool = False
+    #: ``--redo``: None, "changed", "quarantined" or "all" (see ``_ledger.decide``)
+    redo: str | None = None
+    #: seconds after which a claim of a run without a fresh heartbeat may be taken over
+    claim_lease_s: float = 300.0
+    #: PGD fields overridden against the key (``--override-key-pgd``), for every record
+    pgd_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # -- rows <-> batches -------------------------------------------------------------------------
@@ -218,42 +238,71 @@ def _stat_source(
         return SourceObject(role=role, uri=uri, version=version), files  # type: ignore[arg-type]
 
 
-def _download(
-    store: ObjectStore, key: str, files: list[ObjectInfo] | None, into: Path, role: str
-) -> Path:
+def _local_copy(key: str, files: list[ObjectInfo] | None, into: Path, role: str) -> Path:
+    """Where :func:`_download` puts an input: ``into/role/<name>``, or a series folder."""
     if files is None:
-        name = key.rsplit("/", 1)[-1] or role
-        target = into / role / name
+        return into / role / (key.rsplit("/", 1)[-1] or role)
+    return into / role / "series"
+
+
+def _download(store: ObjectStore, key: str, files: list[ObjectInfo] | None, target: Path) -> None:
+    """Copy one input (an object, or every file of a series) to ``target`` (see _local_copy)."""
+    if files is None:
         target.parent.mkdir(parents=True, exist_ok=True)
         store.get_to_file(key, target)
-        return target
-    folder = into / role / "series"
+        return
     base = key.rstrip("/") + "/"
     for f in files:
-        rel = f.key[len(base) :]
-        target = folder.joinpath(*rel.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        store.get_to_file(f.key, target)
-    return folder
-
-
-def _already_done(state: CaseState, ctx: StageContext) -> bool:
-    """The ledger test: a marker for this digest, or (no marker) a record with this digest."""
-    if state.digest in state.prior_digests:
-        return True
-    if state.has_record and not state.prior_digests:
-        # record written but its marker not (driver killed in between): read this one record
-        try:
-            data = json.loads(
-                _store(ctx.dest, ctx.endpoint_url, ctx.max_pool).get(record_key(state.case_id))
-            )
-        except (ObjectNotFoundError, ValueError):
-            return False
-        return bool(data.get("source_digest") == state.digest)
-    return False
+        file = target.joinpath(*f.key[len(base) :].split("/"))
+        file.parent.mkdir(parents=True, exist_ok=True)
+        store.get_to_file(f.key, file)
 
 
 # -- stage 1: fetch + decode (CPU task) --------------------------------------------------------
+
+
+def _to_source(text: str, copies: Mapping[str, str], tmp: str) -> str:
+    """``text`` with every path of a downloaded copy replaced by its source URI.
+
+    ``copies`` maps each local copy (a file, or a DICOM series folder whose files keep their
+    relative names) to its source URI; anything else under ``tmp`` is named generically.
+    """
+    roots = {tmp, os.path.realpath(tmp)}
+    pairs: list[tuple[str, str]] = []
+    for local, uri in copies.items():
+        for root in roots:
+            pairs.append((os.path.join(root, os.path.relpath(local, tmp)), uri))
+    # longest first, so a series folder's files map before the folder's own prefix
+    for local, uri in sorted(pairs, key=lambda p: -len(p[0])):
+        text = text.replace(local, uri)
+    for root in sorted(roots, key=len, reverse=True):
+        text = text.replace(root, "<downloaded copy>")
+    return text
+
+
+def _as_source_error(
+    exc: BaseException, copies: Mapping[str, str], tmp: str, state: CaseState
+) -> MedcryptError:
+    """The error about a downloaded copy, retold about the source object (URI, not temp path).
+
+    A medcrypt error keeps its type (so transient storage errors stay retryable); any other
+    error becomes an :class:`ImageFormatError` naming the original type.
+    """
+    import copy
+
+    if isinstance(exc, MedcryptError):
+        err = copy.copy(exc)
+        err.message = _to_source(exc.message, copies, tmp)
+        err.uri = None if exc.uri is None else _to_source(exc.uri, copies, tmp)
+        err.args = (err.message,)
+        if err.case_id is None:
+            err.case_id = state.case_id
+        return err
+    return ImageFormatError(
+        f"{type(exc).__name__}: {_to_source(str(exc), copies, tmp)}",
+        case_id=state.case_id,
+        uri=state.image_uri,
+    )
 
 
 def fetch_batch(batch: dict[str, np.ndarray], *, ctx: StageContext) -> dict[str, np.ndarray]:
@@ -283,25 +332,33 @@ def fetch_batch(batch: dict[str, np.ndarray], *, ctx: StageContext) -> dict[str,
             )
             state.sources = [img_src, msk_src]
             state.digest = source_digest(state.sources, ctx.key_fingerprint)
-            if _already_done(state, ctx):
-                out.append((SKIPPED, state))
-                continue
-            if not ctx.retry_quarantined and state.digest + QUARANTINE_MARK in state.prior_digests:
-                # failed for a lasting reason with these very inputs and key: do not rerun it
-                # nightly (a poison case would kill workers again); --retry-quarantined forces
-                out.append((QUARANTINED, state))
+            # skip / changed / quarantined before / claimed elsewhere, from the listing; a
+            # case that needs work is claimed here (a poison case is not rerun nightly)
+            stop = settle(state, ctx, _store(ctx.dest, ctx.endpoint_url, ctx.max_pool))
+            if stop is not None:
+                state.error_message = stop[1] if stop[0] != SKIPPED else ""
+                out.append((stop[0], state))
                 continue
             with tempfile.TemporaryDirectory(prefix="medcrypt-fetch-") as tmp:
-                image_path = _download(img_store, img_key, img_files, Path(tmp), "image")
-                mask_path = _download(msk_store, msk_key, msk_files, Path(tmp), "mask")
-                t1 = time.perf_counter()
-                slice_ = load_case_slice(
-                    image_path,
-                    mask_path,
-                    case_id=state.case_id,
-                    tumour_labels=ctx.tumour_labels,
-                    fallback=ctx.slice_fallback,  # type: ignore[arg-type]
-                )
+                image_path = _local_copy(img_key, img_files, Path(tmp), "image")
+                mask_path = _local_copy(msk_key, msk_files, Path(tmp), "mask")
+                copies = {
+                    str(image_path): state.image_uri.rstrip("/"),
+                    str(mask_path): state.mask_uri.rstrip("/"),
+                }
+                try:
+                    _download(img_store, img_key, img_files, image_path)
+                    _download(msk_store, msk_key, msk_files, mask_path)
+                    t1 = time.perf_counter()
+                    slice_ = load_case_slice(
+                        image_path,
+                        mask_path,
+                        case_id=state.case_id,
+                        tumour_labels=ctx.tumour_labels,
+                        fallback=ctx.slice_fallback,  # type: ignore[arg-type]
+                    )
+                except Exception as exc:
+                    raise _as_source_error(exc, copies, tmp, state) from exc
             arr = np.asarray(slice_.array, dtype=np.float32)
             if arr.ndim != 2 or not np.isfinite(arr).all():
                 raise JobError(
@@ -487,9 +544,13 @@ def _encode(fmt: str, q01: np.ndarray, slice_: Any, ctx: StageContext) -> bytes:
 
 
 def _put_output(store: ObjectStore, key: str, fmt: str, data: bytes) -> OutputObject:
-    store.put(key, data)
+    info = store.put(key, data)
     return OutputObject(
-        key=key, format=fmt, sha256=hashlib.sha256(data).hexdigest(), size=len(data)
+        key=key,
+        format=fmt,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        version=info.version,
     )
 
 
@@ -509,7 +570,7 @@ def _slice_info(slice_: Any, shape: tuple[int, ...]) -> SliceInfo:
 
 
 def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
-    from medcrypt.processing import psnr, quantise, ssim
+    from medcrypt.processing import key_release, psnr, quantise, release_json, ssim
 
     assert state.original is not None and state.protected is not None
     t0 = time.perf_counter()
@@ -552,21 +613,24 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
     timings = dict(state.timings)
     timings["encode_s"] = t1 - t0
     timings["write_s"] = time.perf_counter() - t1
+    released = key_release(ctx.key_fingerprint, ctx.pgd, overrides=ctx.pgd_overrides)
     record = CaseRecord(
         case_id=state.case_id,
         run_id=ctx.run_id,
         created_at=utc_now(),
         sources=tuple(state.sources),
         source_digest=state.digest,
+        ledger_mark=state.mark_base,
         slice=_slice_info(state.slice_, state.original.shape),
         window=(float(state.slice_.window[0]), float(state.slice_.window[1])),
         label=state.label,
         label_name=ctx.class_names[state.label],
         label_source=state.label_source,  # type: ignore[arg-type]
-        key_fingerprint=ctx.key_fingerprint,
+        key_fingerprint=released["key_fingerprint"],
         model_hash=ctx.model_hash,
         model_arch=ctx.model_arch,
-        pgd=dict(ctx.pgd),
+        pgd=released["pgd"],
+        pgd_overrides=released.get("pgd_overrides", {}),
         compute=state.compute,
         metrics=metrics,
         outputs=outputs,
@@ -574,38 +638,26 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
         timings=CaseTimings(**timings),
         software=software_versions(),
     )
-    data = record.model_dump_json(indent=2).encode()
-    status = DONE
-    try:
-        # stale record (inputs or key changed): replace; else only if no other run got there
-        store.put(record_key(state.case_id), data, if_absent=not state.has_record)
-    except ObjectExistsError:
-        other = json.loads(store.get(record_key(state.case_id)))
-        if other.get("source_digest") != state.digest:
-            raise
-        status = SKIPPED  # a concurrent run finished this case first
-        # Its outputs were written before its record, ours after: if PGD was not bit-exact
-        # (GPU kernels), the stored outputs are now ours. Keep record and outputs consistent.
-        stored = {
-            o["key"]: hashlib.sha256(store.get(o["key"])).hexdigest()
-            for o in other.get("outputs", [])
-        }
-        theirs_gone = any(stored[o["key"]] != o["sha256"] for o in other.get("outputs", []))
-        if theirs_gone and all(stored.get(o.key) == o.sha256 for o in outputs):
-            store.put(record_key(state.case_id), data)
-            status = DONE
-            logger.warning(
-                "case %s: concurrent run's outputs replaced; record updated", state.case_id
-            )
-    with contextlib.suppress(ObjectExistsError):
-        store.put(marker_key(state.case_id, state.digest), b"", if_absent=True)
-    if state.was_quarantined:
-        store.delete(quarantine_key(state.case_id))
+    data = release_json(record, where=f"record of case {state.case_id!r}")
+    written = {o.key: str(o.version) for o in (*outputs, *originals)}
     state.timings = timings
-    return status
+    return commit(state, store, data, written)
+
+
+def _without_work_files(text: str) -> str:
+    """``text`` with any path into medcrypt's or Ray's temp folders replaced (last line of
+    defence: fetch errors already name the source URI; a quarantine record or run summary
+    must never name a worker's local file or a Ray session folder)."""
+    for root in {tempfile.gettempdir(), os.path.realpath(tempfile.gettempdir())}:
+        pattern = re.escape(root.rstrip("/")) + r"/(?:medcrypt-|ray/)[^\s'\"(),;:]*"
+        text = re.sub(pattern, "<local temp path>", text)
+    return text
 
 
 def _quarantine(state: CaseState, ctx: StageContext, store: ObjectStore) -> None:
+    from medcrypt.processing import release_json
+
+    state.error_message = _without_work_files(state.error_message)
     rec = QuarantineRecord(
         case_id=state.case_id,
         run_id=ctx.run_id,
@@ -618,12 +670,15 @@ def _quarantine(state: CaseState, ctx: StageContext, store: ObjectStore) -> None
         attempts=max(1, state.attempts),
         software=software_versions(),
     )
-    store.put(quarantine_key(state.case_id), rec.model_dump_json(indent=2).encode())
-    if state.digest and state.error_type not in _TRANSIENT:
+    store.put(
+        quarantine_key(state.case_id),
+        release_json(rec, where=f"quarantine record of case {state.case_id!r}"),
+    )
+    mark = quarantine_mark(state)
+    if mark and state.error_type not in _TRANSIENT:
         with contextlib.suppress(ObjectExistsError):
-            store.put(
-                marker_key(state.case_id, state.digest + QUARANTINE_MARK), b"", if_absent=True
-            )
+            store.put(marker_key(state.case_id, mark), b"", if_absent=True)
+    release(state, store)
 
 
 _TIMING_COLUMNS = ("fetch_s", "decode_s", "pgd_s", "encode_s", "write_s")
@@ -654,7 +709,7 @@ def write_batch(batch: dict[str, np.ndarray], *, ctx: StageContext) -> dict[str,
             logger.warning("quarantined %s: %s", state.case_id, state.error_message)
         case_ids.append(state.case_id)
         statuses.append(final)
-        messages.append(state.error_message if final == QUARANTINED else "")
+        messages.append(state.error_message if final in _REPORTED else "")
         for c in _TIMING_COLUMNS:
             timing_cols[c].append(float(state.timings.get(c, 0.0)))
     out: dict[str, np.ndarray] = {

@@ -17,7 +17,8 @@ met by construction.
   only when they are plain code strings.
 
 The pixel data are the [0, 1] image as uint16 codes; RescaleSlope/Intercept map them back to
-source units with the slice's window (``lo + code * (hi - lo) / 65535``).
+source units with the slice's window (``lo + code * (hi - lo) / 65535``); the VOI LUT is the
+window itself, as ``LINEAR_EXACT`` so that any range, however narrow, is valid.
 """
 
 from __future__ import annotations
@@ -166,6 +167,9 @@ def encode_dicom_slice(
     ds.RescaleType = "US"
     ds.WindowCenter = format_ds((lo + hi) / 2.0)
     ds.WindowWidth = format_ds(max(hi - lo, 1e-6))
+    # LINEAR_EXACT: the window maps [lo, hi] exactly (plain LINEAR is off by half a unit and
+    # forbids a width < 1, which narrow ranges such as normalised MRI have; PS3.3 C.11.2.1.3)
+    ds.VOILUTFunction = "LINEAR_EXACT"
 
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)

@@ -13,6 +13,7 @@ per plane of the third array axis), used by the phantom archive and by tests.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from pydicom.valuerep import format_number_as_ds
 
 from medcrypt.errors import DicomSeriesError, ImageFormatError
 
-__all__ = ["DicomSource", "format_ds", "lps_to_ras", "write_dicom_series"]
+__all__ = ["DicomSource", "format_ds", "lps_to_ras", "scrub_uids", "write_dicom_series"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,39 @@ def format_ds(value: float | np.floating[Any]) -> str:
     return format_number_as_ds(float(value)) if value != 0 else "0"
 
 
+#: a DICOM UID (dotted decimal, as in 1.2.840.10008...): scrubbed from error messages
+_UID_TEXT = re.compile(r"(?<![\d.])[0-2](?:\.\d+){3,}(?![\d.])")
+
+
+def _uid_name(value: object) -> str:
+    """A standard UID (SOP class, transfer syntax) by name; any other UID as ``<UID>``.
+
+    Error messages end up in quarantine records next to released data: instance UIDs
+    (study, series, SOP instance, frame of reference) identify a patient's exam and must
+    not appear there, while a registered name ("MR Image Storage") is useful and public.
+    """
+    if not str(value).strip():
+        return "unknown"
+    uid = UID(str(value).strip())
+    name = uid.name if uid.is_valid else ""
+    return name if name and name != str(uid) else "<UID>"
+
+
+def scrub_uids(text: str) -> str:
+    """``text`` with every UID replaced by its registered name, or ``<UID>``."""
+    return _UID_TEXT.sub(lambda m: _uid_name(m.group(0)), text)
+
+
+def _describe_groups(groups: Sequence[Sequence[str]]) -> str:
+    """ "8 files (IM_0000.dcm ...), 3 files (IM_0010.dcm ...)": mixed series without UIDs."""
+    parts = []
+    for files in sorted(groups, key=lambda g: (-len(g), sorted(g)[:1])):
+        first = sorted(Path(f).name for f in files)[:2]
+        more = " ..." if len(files) > 2 else ""
+        parts.append(f"{len(files)} file(s) ({', '.join(first)}{more})")
+    return "; ".join(parts)
+
+
 def _series_files(folder: Path, *, case_id: str | None) -> list[str]:
     # imported here: SimpleITK is a 50 MB native package needed only to read DICOM series,
     # and the rest of medcrypt (PGD, phantoms, writers) runs without it, e.g. on a GPU box
@@ -58,7 +92,9 @@ def _series_files(folder: Path, *, case_id: str | None) -> list[str]:
         ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError as exc:
         raise ImageFormatError(
-            f"cannot scan folder for DICOM series ({exc})", case_id=case_id, uri=str(folder)
+            f"cannot scan folder for DICOM series ({scrub_uids(str(exc))})",
+            case_id=case_id,
+            uri=str(folder),
         ) from exc
     if not ids:
         raise ImageFormatError(
@@ -67,9 +103,10 @@ def _series_files(folder: Path, *, case_id: str | None) -> list[str]:
             uri=str(folder),
         )
     if len(ids) > 1:
+        groups = [sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), i) for i in ids]
         raise DicomSeriesError(
-            f"expected one DICOM series in the folder, found {len(ids)} mixed series "
-            f"(SeriesInstanceUIDs {', '.join(sorted(ids))})",
+            f"expected one DICOM series in the folder, found {len(ids)} mixed series: "
+            f"{_describe_groups(groups)}",
             case_id=case_id,
             uri=str(folder),
         )
@@ -93,7 +130,7 @@ def _check_left_out(
         if str(ds.get("SeriesInstanceUID", "")) == series_uid and "PixelData" not in ds:
             raise ImageFormatError(
                 "expected every object of the series to be an image, got one without pixel "
-                f"data (SOP class {ds.get('SOPClassUID', 'unknown')})",
+                f"data (SOP class {_uid_name(ds.get('SOPClassUID', ''))})",
                 case_id=case_id,
                 uri=str(f),
             )
@@ -122,11 +159,13 @@ class DicomSource:
                 raise ImageFormatError("expected DICOM files, got an empty list", case_id=case_id)
             self.path = str(Path(files[0]).parent)
         headers = [self._header(f) for f in files]
-        uids = {str(h.get("SeriesInstanceUID", "")) for h in headers}
-        if len(uids) > 1:
+        by_series: dict[str, list[str]] = {}
+        for f, h in zip(files, headers, strict=True):
+            by_series.setdefault(str(h.get("SeriesInstanceUID", "")), []).append(f)
+        if len(by_series) > 1:
             raise DicomSeriesError(
-                f"expected files of one DICOM series, got {len(uids)} mixed series "
-                f"(SeriesInstanceUIDs {', '.join(sorted(uids))})",
+                f"expected files of one DICOM series, got {len(by_series)} mixed series: "
+                f"{_describe_groups(list(by_series.values()))}",
                 case_id=case_id,
                 uri=self.path,
             )
@@ -144,7 +183,8 @@ class DicomSource:
         }
 
     def _error(self, message: str, *, uri: str | None = None) -> ImageFormatError:
-        return ImageFormatError(message, case_id=self.case_id, uri=uri or self.path)
+        # messages quote pydicom's errors, which may hold UIDs: keep only registered names
+        return ImageFormatError(scrub_uids(message), case_id=self.case_id, uri=uri or self.path)
 
     def _header(self, file: str) -> Dataset:
         try:
@@ -156,7 +196,7 @@ class DicomSource:
         if "PixelData" not in ds and "FloatPixelData" not in ds:
             raise self._error(
                 "expected a DICOM image, got an object without pixel data "
-                f"(SOP class {ds.get('SOPClassUID', 'unknown')})",
+                f"(SOP class {_uid_name(ds.get('SOPClassUID', ''))})",
                 uri=file,
             )
         frames = int(ds.get("NumberOfFrames", 1) or 1)

@@ -19,6 +19,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import SegmentationStorage
 
 from medcrypt.errors import ImageFormatError
+from medcrypt.medical._dicom import scrub_uids
 
 __all__ = ["is_dicom_seg", "read_seg_labels"]
 
@@ -60,7 +61,8 @@ def read_seg_labels(
         raise
     except Exception as exc:  # highdicom raises ValueError/RuntimeError/KeyError/... freely
         raise ImageFormatError(
-            f"expected a DICOM SEG that highdicom can stack into a label volume, got: {exc}",
+            "expected a DICOM SEG that highdicom can stack into a label volume, got: "
+            f"{scrub_uids(str(exc))}",
             case_id=case_id,
             uri=p,
         ) from exc

@@ -51,6 +51,16 @@ from medcrypt.processing._pgd import (
     targeted_pgd_l2,
 )
 from medcrypt.processing._quantise import dequantise, quantise
+from medcrypt.processing._release import (
+    PROTECTION_PGD_FIELDS,
+    RELEASABLE_KEY_FIELDS,
+    SECRET_KEY_FIELDS,
+    ReleaseError,
+    check_release,
+    key_release,
+    release_json,
+    settings_from_key,
+)
 from medcrypt.processing._settings import PGDSettings, resolve_device
 from medcrypt.processing._training import (
     EpochCallback,
@@ -103,6 +113,9 @@ __all__ = [
 ]
 
 __all__ += [
+    "PROTECTION_PGD_FIELDS",
+    "RELEASABLE_KEY_FIELDS",
+    "SECRET_KEY_FIELDS",
     "ArchitectureResult",
     "CandidateScore",
     "ClassRecovery",
@@ -112,9 +125,14 @@ __all__ += [
     "PerceptualSummary",
     "ProtectionReport",
     "ProtectionSettings",
+    "ReleaseError",
     "audit_key_recovery",
+    "check_release",
     "encrypt_splits",
     "evaluate_protection",
+    "key_release",
     "paper_key",
     "phantom_protection_report",
+    "release_json",
+    "settings_from_key",
 ]

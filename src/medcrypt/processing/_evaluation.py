@@ -161,8 +161,10 @@ class ProtectionReport(StrictModel):
     n_train: int
     n_test: int
     image_shape: tuple[int, int]
+    #: the key as ``processing._release`` allows: fingerprint, targets per class (how many,
+    #: not which), PGD settings; never its combiner, parameters or mapping
     key_fingerprint: str
-    combiner: str
+    n_targets: tuple[int, ...]
     pgd: PGDSettings
     settings: ProtectionSettings
     base_arch: str
@@ -211,8 +213,9 @@ class ProtectionReport(StrictModel):
             "",
             f"{len(self.class_names)} classes (chance {pct(self.chance_accuracy)}), "
             f"{self.n_train} training / {self.n_test} test slices of "
-            f"{self.image_shape[0]}x{self.image_shape[1]}; combiner `{self.combiner}`, "
-            f"key `{self.key_fingerprint}`; PGD eps {self.pgd.eps:g}, step {self.pgd.step:g}, "
+            f"{self.image_shape[0]}x{self.image_shape[1]}; key `{self.key_fingerprint}` "
+            f"({'/'.join(str(n) for n in sorted(set(self.n_targets)))} targets per class); "
+            f"PGD eps {self.pgd.eps:g}, step {self.pgd.step:g}, "
             f"{self.pgd.iters} iterations; base model {self.base_arch}{base_width} "
             f"(test accuracy {pct(self.base_test_accuracy)}); "
             f"{self.settings.train.epochs} epochs, width {self.settings.width}, "
@@ -610,7 +613,7 @@ def evaluate_protection(
         n_test=len(x_test),
         image_shape=(int(x_train.shape[1]), int(x_train.shape[2])),
         key_fingerprint=key.fingerprint,
-        combiner=key.combiner,
+        n_targets=tuple(len(t) for t in key.targets),
         pgd=pgd_cfg,
         settings=cfg,
         base_arch=base_arch,

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from medcrypt.cli import main
-from medcrypt.cluster._ledger import marker_key
+from medcrypt.cluster._ledger import marker_key, output_key, record_key
 from medcrypt.cluster._records import SourceObject, source_digest
 from medcrypt.medical import CLASS_NAMES, write_phantom_case
 from medcrypt.processing import EncryptionKey, build_model, save_checkpoint
@@ -59,7 +59,7 @@ def test_dry_run_lists_new_skipped_and_invalid_and_writes_nothing(job: dict[str,
     lines = result.output.splitlines()
     assert any(line.startswith("new") and "c0" in line for line in lines)
     assert any(line.startswith("invalid") and "c2" in line for line in lines)
-    assert "2 new, 0 skipped, 0 quarantined, 1 invalid" in result.output
+    assert "2 new, 0 skipped, 0 changed, 0 quarantined, 1 invalid" in result.output
     assert not job["dest"].exists()  # nothing touched
 
     # mark c0 done for its current source versions and this key: the dry run skips it
@@ -70,14 +70,42 @@ def test_dry_run_lists_new_skipped_and_invalid_and_writes_nothing(job: dict[str,
                      version=store.stat(f"c0/{role}.nii.gz").version)
         for role in ("image", "mask")
     ]  # fmt: skip
-    open_store(str(job["dest"])).put(marker_key("c0", source_digest(sources, key.fingerprint)), b"")
+    dest = open_store(str(job["dest"]))
+    dest.put(marker_key("c0", source_digest(sources, key.fingerprint)), b"")
+    # a marker alone is not enough: the record and the outputs must be there too
     result = CliRunner().invoke(main, _args(job))
-    assert "1 new, 1 skipped, 0 quarantined, 1 invalid" in result.output, result.output
+    assert "2 new, 0 skipped, 0 changed, 0 quarantined, 1 invalid" in result.output, result.output
+    dest.put(record_key("c0"), b"{}")
+    dest.put(output_key("c0", "png"), b"png")
+    result = CliRunner().invoke(main, _args(job))
+    assert "1 new, 1 skipped, 0 changed, 0 quarantined, 1 invalid" in result.output, result.output
 
 
 @pytest.mark.timeout(60)
 def test_bad_flag_values_stop_before_any_work(job: dict[str, Path]) -> None:
     result = CliRunner().invoke(main, [*_args(job), "--pgd-eps", "-1", "--formats", "gif"])
     assert result.exit_code == 2
-    assert "pgd.eps" in result.output and "formats" in result.output
+    # each problem named by the flag that gave it, in plain words (not pydantic's)
+    assert result.output.splitlines() == [
+        "error: 2 invalid options:",
+        "  --pgd-eps: must be > 0 (got -1.0)",
+        "  --formats: must be 'png', 'nifti' or 'dicom' (got 'gif')",
+    ], result.output
+    one = CliRunner().invoke(main, [*_args(job), "--max-actors", "0"])
+    assert one.exit_code == 2
+    assert one.output == "error: --max-actors: must be >= 1 (got 0)\n"
+    assert not job["dest"].exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_refused_run_prints_its_error_and_nothing_else(job: dict[str, Path]) -> None:
+    # a key made for other classes: refused before any work, without a progress bar line
+    other = job["root"] / "other-key.json"
+    EncryptionKey.generate(("x", "y", "z"), combiner="mixup", seed=1).save(other)
+    args = [a for a in _args(job) if a != "--dry-run"]
+    args[args.index("--key") + 1] = str(other)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert result.output.startswith("error: key has 3 classes, model has 5")
+    assert result.output.count("\n") == 1 and "━" not in result.output, result.output
     assert not job["dest"].exists()

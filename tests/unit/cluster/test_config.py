@@ -11,13 +11,13 @@ from pydantic import BaseModel
 
 from medcrypt.cluster._config import (
     JobConfig,
+    PGDRequest,
     cli_overrides,
     job_cli_options,
     job_config_from_mapping,
     load_job_config,
 )
 from medcrypt.errors import ConfigError
-from medcrypt.processing import PGDSettings
 
 
 @pytest.fixture
@@ -45,7 +45,8 @@ def _error(data: dict[str, Any]) -> ConfigError:
 def test_defaults_and_normalisation(files: dict[str, str], tmp_path: Path) -> None:
     c = job_config_from_mapping(_base(files, source="s3://archive-bucket/in/"))
     assert c.source == "s3://archive-bucket/in"
-    assert c.pgd == PGDSettings()
+    assert c.pgd.given() == {}  # unset: the job takes the key's PGD settings
+    assert c.override_key_pgd is False
     assert (c.formats, c.num_gpus, c.write_originals, c.slice_fallback) == (
         ("png",),
         0.0,
@@ -134,12 +135,16 @@ def test_every_field_has_a_cli_flag_and_flags_round_trip(files: dict[str, str]) 
         "max_actors": 4,
         "batch_size": 16,
         "actor_start_timeout_s": 30.0,
+        "override_key_pgd": True,
+        "redo": "changed",
+        "claim_lease_s": 60.0,
     }
     assert set(flags) | {"layout"} == set(options)
     c = load_job_config(overrides=flags)
-    assert c.pgd == PGDSettings(
+    assert c.pgd == PGDRequest(
         eps=1.25, step=0.05, iters=3, best_iterate=False, precision="fp32", channels_last=True
     )
+    assert c.override_key_pgd is True
     assert c.tumour_labels == (1, 4)
     assert (c.endpoint_url, c.run_id, c.batch_size, c.min_actors) == (
         "http://127.0.0.1:9000",
@@ -254,5 +259,28 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
     cfg.write_text("source: s3://archive-bucket/in\n", encoding="utf-8")
     with pytest.raises(ConfigError) as err:
         load_job_config(cfg, overrides={"dest": "s3://archive-bucket/out"})
-    assert f"{cfg} + command-line options" in str(err.value)
-    assert "key: Field required" in str(err.value)
+    assert f"2 invalid settings ({cfg} + options):" in str(err.value)
+    assert f"--key (or key: in {cfg}): required, not given" in str(err.value)
+    # a bad value is named where it was given: the file's field, or the flag
+    cfg.write_text("pgd: {eps: -1}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_job_config(cfg, overrides={"max_actors": 0})
+    text = str(err.value)
+    assert f"pgd.eps in {cfg}: must be > 0 (got -1)" in text
+    assert "--max-actors: must be >= 1 (got 0)" in text
+    assert "Value error" not in text and "Input should" not in text
+
+
+def test_pgd_request_takes_a_full_settings_object(files: dict[str, str]) -> None:
+    # what code building JobConfig(pgd=PGDSettings(...)) directly passes (the demo does)
+    from medcrypt.processing import PGDSettings
+
+    c = JobConfig(**_base(files), pgd=PGDSettings(eps=1.0, step=0.1, iters=20))
+    assert c.pgd.given() == {
+        "eps": 1.0,
+        "step": 0.1,
+        "iters": 20,
+        "best_iterate": True,
+        "precision": "auto",
+    }
+    assert JobConfig(**_base(files), pgd={"iters": 3}).pgd.given() == {"iters": 3}

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from medcrypt.cluster._ledger import marker_key, output_key, quarantine_key, record_key, scan_dest
+from medcrypt.cluster._ledger import (
+    claim_key,
+    heartbeat_key,
+    output_key,
+    quarantine_key,
+    record_key,
+    scan_dest,
+)
 from medcrypt.cluster._records import CaseRecord, QuarantineRecord
 from medcrypt.cluster._stages import (
+    CHANGED,
+    CLAIMED_ELSEWHERE,
     DONE,
     ERROR,
     PENDING,
     QUARANTINED,
+    QUARANTINED_BEFORE,
     SKIPPED,
     CaseState,
     StageContext,
+    _pack,
     _unpack,
     fetch_batch,
     initial_row,
@@ -66,6 +78,7 @@ def _state(src: Path, case_id: str, image: str, mask: str, **kw: Any) -> CaseSta
         prior_digests=kw.pop("prior_digests", []),
         has_record=kw.pop("has_record", False),
         was_quarantined=kw.pop("was_quarantined", False),
+        **kw,
     )
 
 
@@ -110,15 +123,38 @@ def test_fetch_decodes_good_cases_and_turns_bad_ones_into_error_rows(
     assert "image.nii.gz" in bad.error_message  # names the file
 
 
-def test_fetch_skips_a_case_whose_digest_is_in_the_ledger(archive: Path, tmp_path: Path) -> None:
-    ctx = _ctx(tmp_path / "dest")
-    first = _unpack(fetch_batch(_batch([_state(archive, "p0", *_keys(archive, "p0"))]), ctx=ctx))
-    digest = first[0][1].digest
-    again = _state(archive, "p0", *_keys(archive, "p0"), prior_digests=[digest])
-    out = _unpack(fetch_batch(_batch([again]), ctx=ctx))
+def _listed(src: Path, case_id: str, dest: Path) -> CaseState:
+    """The state the driver builds for a case from one listing of dest."""
+    index = scan_dest(open_store(str(dest)))
+    return _state(
+        src,
+        case_id,
+        *_keys(src, case_id),
+        prior_digests=index.prior_digests(case_id),
+        has_record=index.has_record(case_id),
+        was_quarantined=index.was_quarantined(case_id),
+        case_objects=index.objects_of(case_id),
+        claims=index.claims_of(case_id),
+    )
+
+
+def test_fetch_skips_only_what_record_and_outputs_back(archive: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    ctx = _ctx(dest)
+    assert list(write_batch(_encrypted(archive, dest), ctx=ctx)["status"]) == [DONE]
+    out = _unpack(fetch_batch(_batch([_listed(archive, "p0", dest)]), ctx=ctx))
     assert out[0][0] == SKIPPED and out[0][1].original is None
-    other_key = _unpack(fetch_batch(_batch([again]), ctx=_ctx(tmp_path, key_fingerprint="k2")))
-    assert other_key[0][0] == PENDING  # another key: not done
+    # another key: says so, and is redone only when asked
+    other = _ctx(dest, key_fingerprint="k2")
+    changed = _unpack(fetch_batch(_batch([_listed(archive, "p0", dest)]), ctx=other))
+    assert changed[0][0] == CHANGED and "key differ" in changed[0][1].error_message
+    redo = _ctx(dest, key_fingerprint="k2", redo="changed", run_id="run-redo")
+    assert _unpack(fetch_batch(_batch([_listed(archive, "p0", dest)]), ctx=redo))[0][0] == PENDING
+    open_store(str(dest)).delete(claim_key("p0", 0))  # the redo's claim, as if it had finished
+    # an output deleted from dest: the case is redone, not skipped
+    open_store(str(dest)).delete(output_key("p0", "png"))
+    again = _unpack(fetch_batch(_batch([_listed(archive, "p0", dest)]), ctx=ctx))
+    assert again[0][0] == PENDING and again[0][1].original is not None
 
 
 def _encrypted(archive: Path, dest: Path, **kw: Any) -> dict[str, np.ndarray]:
@@ -134,8 +170,6 @@ def _encrypted(archive: Path, dest: Path, **kw: Any) -> dict[str, np.ndarray]:
         np.float32
     )
     st.label, st.label_source, st.targets = 1, "given", (2, 3)
-    from medcrypt.cluster._stages import _pack
-
     return _pack([(status, st)])
 
 
@@ -157,13 +191,15 @@ def test_write_stores_outputs_record_and_marker_and_second_writer_skips(
     png = decode_png16(store.get(output_key("p0", "png")))
     assert png.shape == (32, 32)
     assert {o.key for o in rec.outputs} == {output_key("p0", "png"), output_key("p0", "nifti")}
-    assert store.exists(marker_key("p0", rec.source_digest))
-    # a concurrent run with the same inputs and key finds the record: nothing replaced
+    assert all(o.version == store.stat(o.key).version for o in rec.outputs)
+    (marker,) = scan_dest(store).prior_digests("p0")
+    assert marker.startswith(rec.ledger_mark + ".")
+    # a second writer with the same settings finds the record: nothing replaced
     before = store.get(record_key("p0"))
     again = write_batch(batch, ctx=_ctx(dest, run_id="run-2"))
     assert list(again["status"]) == [SKIPPED]
     assert store.get(record_key("p0")) == before
-    assert scan_dest(store).prior_digests("p0") == [rec.source_digest]
+    assert scan_dest(store).prior_digests("p0") == [marker]
 
 
 def test_write_quarantines_error_rows_and_lasting_ones_are_not_retried(
@@ -181,12 +217,15 @@ def test_write_quarantines_error_rows_and_lasting_ones_are_not_retried(
     # the same corrupt bytes and key next night: quarantined again without decoding
     index = scan_dest(store)
     assert index.was_quarantined("bad")
-    rerun = _state(archive, "bad", *_keys(archive, "bad"), prior_digests=index.prior_digests("bad"))
+    rerun = _listed(archive, "bad", dest)
     fetched = _unpack(fetch_batch(_batch([rerun]), ctx=ctx))
     assert q.sources  # stat worked, so the digest is known and a lasting marker was written
-    assert fetched[0][0] == QUARANTINED and fetched[0][1].original is None
-    forced = _unpack(fetch_batch(_batch([rerun]), ctx=_ctx(dest, retry_quarantined=True)))
+    assert fetched[0][0] == QUARANTINED_BEFORE and fetched[0][1].original is None
+    forced = _unpack(fetch_batch(_batch([rerun]), ctx=_ctx(dest, redo="quarantined")))
     assert forced[0][0] == ERROR
+    # other settings may well fix it (e.g. a slice fallback): tried again without asking
+    other = _unpack(fetch_batch(_batch([rerun]), ctx=_ctx(dest, slice_fallback="largest_brain")))
+    assert other[0][0] == ERROR
 
 
 def test_write_rejects_an_image_over_the_budget(archive: Path, tmp_path: Path) -> None:
@@ -203,22 +242,24 @@ def test_write_rejects_an_image_over_the_budget(archive: Path, tmp_path: Path) -
         assert not store.exists(record_key("p0")) and store.exists(quarantine_key("p0"))
 
 
-def test_lost_race_with_different_bytes_keeps_record_and_outputs_consistent(
+def test_a_live_claim_keeps_a_case_and_a_stale_one_is_taken_over(
     archive: Path, tmp_path: Path
 ) -> None:
-    """A concurrent winner whose (non-bit-exact) outputs we overwrote: our record replaces it."""
     dest = tmp_path / "dest"
-    batch = _encrypted(archive, dest)
-    write_batch(batch, ctx=_ctx(dest))
     store = open_store(str(dest))
-    winner = json.loads(store.get(record_key("p0")))
-    for o in winner["outputs"]:
-        o["sha256"] = "0" * 64  # the winner's bytes differed from what is stored now
-    winner["run_id"] = "winner"
-    store.put(record_key("p0"), json.dumps(winner).encode())
-    out = write_batch(batch, ctx=_ctx(dest, run_id="loser"))
-    assert list(out["status"]) == [DONE]
-    rec = CaseRecord.model_validate_json(store.get(record_key("p0")))
-    assert rec.run_id == "loser"
-    for o in rec.outputs:
-        assert hashlib.sha256(store.get(o.key)).hexdigest() == o.sha256
+    store.put(claim_key("p0", 0), json.dumps({"run_id": "other"}).encode())
+    store.put(heartbeat_key("other"), b"{}")  # the other run is alive
+    ctx = _ctx(dest, claim_lease_s=60.0)
+    out = _unpack(fetch_batch(_batch([_listed(archive, "p0", dest)]), ctx=ctx))
+    assert out[0][0] == CLAIMED_ELSEWHERE and "other" in out[0][1].error_message
+    # the other run was killed: its heartbeat stopped two minutes ago
+    old = time.time() - 120
+    os.utime(dest / heartbeat_key("other"), (old, old))
+    taken = _unpack(fetch_batch(_batch([_listed(archive, "p0", dest)]), ctx=ctx))
+    assert taken[0][0] == PENDING and taken[0][1].claim_gen == 1
+    assert json.loads(store.get(claim_key("p0", 1)))["run_id"] == "run-1"
+    # finishing the case gives the claim back, with the stale generation it superseded
+    st = taken[0][1]
+    st.protected, st.label, st.targets = st.original, 1, (2,)
+    assert list(write_batch(_pack([(PENDING, st)]), ctx=ctx)["status"]) == [DONE]
+    assert not store.exists(claim_key("p0", 0)) and not store.exists(claim_key("p0", 1))

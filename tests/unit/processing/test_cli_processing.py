@@ -118,8 +118,12 @@ def test_keygen_train_encrypt_end_to_end(tmp_path: Path, blobs, classes) -> None
         assert record["l2"] <= 1.0
         assert record["psnr"] > 30
         assert "targets" not in record and "secret" not in record
+        # the release policy (processing/_release.py): no combiner, the key's PGD settings
+        assert "combiner" not in record and "concat" not in json.dumps(record)
+        assert record["pgd"] == key.pgd.model_dump(mode="json") and record["n_targets"] == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["slices"] == 36 and summary["max_l2"] <= 1.0
+    assert "combiner" not in summary and summary["pgd"] == key.pgd.model_dump(mode="json")
     assert key.secret.get_secret_value() not in (out / "summary.json").read_text()
 
     # unlabelled use: labels from the base model's predictions

@@ -134,6 +134,9 @@ def test_report_structure_json_and_markdown(tiny) -> None:  # type: ignore[no-un
     md = report.to_markdown()
     assert "| resnet18 |" in md and "| vgg11 |" in md and "PSNR" in md
     assert "| Architecture | meningioma | chordoma |" in md  # the per-class recall table
+    # the release policy: the key by fingerprint, target count and PGD only (no combiner)
+    assert "combiner" not in report.model_dump() and "concat" not in md
+    assert report.n_targets == tuple(len(t) for t in key.targets)
     # progress: monotone, ends at the total (encryption + 4 trainings of 2 epochs)
     done = [c[0] for c in calls]
     assert done == sorted(done)
@@ -159,7 +162,7 @@ def test_passes_applies_each_bar(tiny) -> None:  # type: ignore[no-untyped-def]
     def report(psnr: float, *results: ArchitectureResult) -> ProtectionReport:
         return ProtectionReport(
             dataset="x", class_names=CLASS_NAMES, n_train=1, n_test=1, image_shape=(8, 8),
-            key_fingerprint="mk1:0", combiner="concat", pgd=PGDSettings(),
+            key_fingerprint="mk1:0", n_targets=(2,) * 5, pgd=PGDSettings(),
             settings=ProtectionSettings(), base_arch="resnet18", base_test_accuracy=0.9,
             chance_accuracy=0.2, train_perceptual=perceptual(psnr),
             test_perceptual=perceptual(psnr), results=results, seconds=0.0,

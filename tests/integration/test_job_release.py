@@ -1,0 +1,477 @@
+"""What the archive job releases, end to end over HTTP (moto S3 server) on a local Ray.
+
+- the key's PGD settings rule; a contradicting flag is refused (exit 2, no progress line),
+  or applied with ``--override-key-pgd`` and recorded in every record (issue 15, item 1);
+- "no leaks": a run over good and broken cases that carry known patient identifiers and
+  UIDs, with a key whose secret and mapping are known, and every byte written under dest
+  (JSON, PNG text chunks, decompressed NIfTI, DICOM) scanned for them, for local paths and
+  for key fields: zero hits (items 2 and 11); quarantine reasons name the source URI;
+- ``--layout`` folders that are not valid cases are listed in the dry run and the summary
+  (item 7); every DICOM output of that run passes ``dciodvfy`` (0 Error lines), the
+  narrow-range phantoms (window < 1) as well as the wide ones (item 8).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from click.testing import CliRunner
+
+from medcrypt.cli import main
+from medcrypt.cluster import CaseRecord, QuarantineRecord, RunSummary, run_job
+from medcrypt.cluster._config import JobConfig, job_config_from_mapping
+from medcrypt.errors import ConfigError
+from medcrypt.medical import CLASS_NAMES, write_dicom_series, write_phantom_case
+from medcrypt.processing import EncryptionKey, PGDSettings, build_model, save_checkpoint
+
+pytestmark = pytest.mark.integration
+
+PATIENT_NAME = "Quinnella^Zebedee"
+PATIENT_ID = "MRN-4815162342"
+BIRTH_DATE = "19610923"
+KEY_SEED = 918273645
+KEY_PGD = PGDSettings(eps=0.6, step=0.2, iters=3)
+
+
+@pytest.fixture(scope="module")
+def ray_local(aws_env: dict[str, str]) -> Iterator[None]:
+    """A local Ray for this module (or the session's cluster when one already runs)."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        # address="local": a fresh instance, never a cluster another test started on this host
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    d = tmp_path_factory.mktemp("owner")
+    save_checkpoint(
+        d / "model.pt",
+        build_model("resnet18", len(CLASS_NAMES), width=8),
+        arch="resnet18",
+        class_names=CLASS_NAMES,
+        width=8,
+    )
+    key = EncryptionKey.generate(CLASS_NAMES, combiner="mixup", seed=KEY_SEED, pgd=KEY_PGD)
+    key.save(d / "key.json")
+    return {"dir": d, "model": d / "model.pt", "key_path": d / "key.json", "key": key}
+
+
+def _upload(s3: Any, bucket: str, local: Path, prefix: str) -> None:
+    for p in sorted(local.rglob("*")):
+        if p.is_file():
+            s3.upload_file(str(p), bucket, f"{prefix}/{p.relative_to(local).as_posix()}")
+
+
+def _identified_series(volume: np.ndarray, affine: np.ndarray, folder: Path, tag: str) -> None:
+    """A DICOM series carrying the known patient identifiers (and their own UIDs)."""
+    files = write_dicom_series(
+        volume, affine, folder, patient_name=PATIENT_NAME, patient_id=PATIENT_ID, uid_entropy=[tag]
+    )
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.PatientBirthDate = BIRTH_DATE
+        ds.save_as(f)
+
+
+def _build_archive(root: Path) -> dict[str, Any]:
+    """Good and broken case folders (case-folders layout) and what must never leak."""
+    good: list[str] = []
+    broken: dict[str, str] = {}  # case -> what is wrong
+
+    def phantom(case: str, *, scale: float = 1.0, seed: int = 0) -> tuple[np.ndarray, Any]:
+        image, _ = write_phantom_case(root / case, label=seed % 5, seed=seed, shape=(32, 32, 8))
+        img = nib.load(image)
+        data = np.asarray(img.dataobj, dtype=np.float32) * scale
+        nib.save(nib.Nifti1Image(data, img.affine), image)
+        return data, img.affine
+
+    def as_dicom(case: str, data: np.ndarray, affine: Any, tag: str) -> Path:
+        (root / case / "image.nii.gz").unlink()
+        folder = root / case / "image"
+        _identified_series(data, affine, folder, tag)
+        return folder
+
+    # good: NIfTI and identified DICOM, wide (x1000) and narrow (x0.001) intensity ranges
+    phantom("good_nifti_wide", scale=1000.0, seed=1)
+    phantom("good_nifti_narrow", scale=1e-3, seed=2)
+    for case, scale, seed in (("good_dicom_wide", 1000.0, 3), ("good_dicom_narrow", 1e-3, 4)):
+        data, aff = phantom(case, scale=scale, seed=seed)
+        as_dicom(case, data, aff, case)
+    good += ["good_nifti_wide", "good_nifti_narrow", "good_dicom_wide", "good_dicom_narrow"]
+
+    # broken NIfTI
+    phantom("corrupt_image", seed=5)
+    (root / "corrupt_image" / "image.nii.gz").write_bytes(b"\x1f\x8bnot a volume")
+    phantom("truncated_image", seed=6)
+    raw = (root / "truncated_image" / "image.nii.gz").read_bytes()
+    (root / "truncated_image" / "image.nii.gz").write_bytes(raw[: len(raw) // 2])
+    data, aff = phantom("empty_mask", seed=7)
+    nib.save(nib.Nifti1Image(np.zeros(data.shape, np.uint8), aff), root / "empty_mask/mask.nii.gz")
+    data, aff = phantom("grid_mismatch", seed=8)
+    elsewhere = np.array(aff, dtype=np.float64)
+    elsewhere[:3, 3] += 500.0  # a mask of another scan: no overlap in world space
+    mask = np.ones(data.shape, np.uint8)
+    nib.save(nib.Nifti1Image(mask, elsewhere), root / "grid_mismatch" / "mask.nii.gz")
+    data, aff = phantom("nan_image", seed=9)
+    data[0, 0, :] = np.nan
+    nib.save(nib.Nifti1Image(data, aff), root / "nan_image" / "image.nii.gz")
+    broken.update(
+        corrupt_image="not gzip",
+        truncated_image="cut in half",
+        empty_mask="no tumour voxel",
+        grid_mismatch="mask on another grid",
+        nan_image="NaN voxels",
+    )
+
+    # broken DICOM, every one carrying the patient identifiers
+    data, aff = phantom("mixed_series", seed=10)
+    folder = as_dicom("mixed_series", data, aff, "mixed-a")
+    _identified_series(data[:, :, :4], aff, root / "mixed_b", "mixed-b")
+    for f in sorted((root / "mixed_b").iterdir()):
+        f.rename(folder / f"B_{f.name}")
+    (root / "mixed_b").rmdir()
+    data, aff = phantom("missing_slice", seed=11)
+    folder = as_dicom("missing_slice", data, aff, "missing")
+    sorted(folder.iterdir())[3].unlink()
+    data, aff = phantom("no_pixel_data", seed=12)
+    folder = as_dicom("no_pixel_data", data, aff, "nopix")
+    victim = sorted(folder.iterdir())[2]
+    ds = pydicom.dcmread(victim)
+    del ds.PixelData
+    ds.save_as(victim)
+    data, aff = phantom("two_acquisitions", seed=13)
+    folder = as_dicom("two_acquisitions", data, aff, "acq")
+    ds = pydicom.dcmread(sorted(folder.iterdir())[3])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=["echo-2"])
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.EchoNumbers = 2
+    ds.save_as(folder / "echo2.dcm")
+    phantom("not_dicom", seed=14)
+    (root / "not_dicom" / "image.nii.gz").unlink()
+    (root / "not_dicom" / "image").mkdir()
+    (root / "not_dicom" / "image" / "IM_0000.dcm").write_bytes(
+        f"{PATIENT_NAME} {PATIENT_ID} is not DICOM".encode()
+    )
+    broken.update(
+        mixed_series="two series in one folder",
+        missing_slice="a gap in the series",
+        no_pixel_data="an object without pixels",
+        two_acquisitions="two acquisitions under one series UID",
+        not_dicom="a file that is not DICOM",
+    )
+
+    # folders that are not cases: discovery leaves them out, the job must say so
+    phantom("no_mask_case", seed=15)
+    (root / "no_mask_case" / "mask.nii.gz").unlink()
+    phantom("bad name (copy)", seed=16)
+    left_out = ["no_mask_case", "bad name (copy)"]
+
+    uids: set[str] = set()
+    for f in root.rglob("*.dcm"):
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+        except pydicom.errors.InvalidDicomError:
+            continue
+        for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            uids.add(str(ds.get(kw, "")))
+        uids.add(str(ds.get("FrameOfReferenceUID", "")))
+    uids.discard("")
+    return {"good": good, "broken": broken, "left_out": left_out, "uids": sorted(uids)}
+
+
+@pytest.fixture(scope="module")
+def archive(_s3_admin: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("archive-src")
+    found = _build_archive(root)
+    bucket = f"release-{os.getpid()}-{np.random.default_rng().integers(1 << 30)}"
+    _s3_admin.create_bucket(Bucket=bucket)
+    _upload(_s3_admin, bucket, root, "archive")
+    return {**found, "bucket": bucket, "root": root}
+
+
+def _objects(s3: Any, bucket: str, prefix: str) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            out[obj["Key"][len(prefix) + 1 :]] = bytes(body)
+    return out
+
+
+def _png_text(data: bytes) -> bytes:
+    """The text chunks (tEXt, zTXt decompressed, iTXt) of a PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, out = 8, []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind in (b"tEXt", b"iTXt"):
+            out.append(body)
+        elif kind == b"zTXt":
+            keyword, _, rest = body.partition(b"\0")
+            out.append(keyword + zlib.decompress(rest[1:]))
+        pos += 12 + length
+    return b"\n".join(out)
+
+
+def _readable(name: str, data: bytes) -> list[bytes]:
+    """Every form of one dest object a reader could look at."""
+    forms = [data]
+    if name.endswith(".gz"):
+        forms.append(gzip.decompress(data))
+    if name.endswith(".png"):
+        forms.append(_png_text(data))
+    if name.endswith(".dcm"):
+        ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data))
+        forms.append(
+            "\n".join(str(el.value) for el in ds.iterall() if el.keyword != "PixelData").encode()
+        )
+    return forms
+
+
+def _config(
+    archive: dict[str, Any], secrets: dict[str, Any], endpoint: str, dest: str, **kw: Any
+) -> JobConfig:
+    b = archive["bucket"]
+    base: dict[str, Any] = dict(
+        source=f"s3://{b}/archive",
+        dest=f"s3://{b}/{dest}",
+        layout="case-folders",
+        key=str(secrets["key_path"]),
+        model=str(secrets["model"]),
+        endpoint_url=endpoint,
+        formats=("png", "nifti", "dicom"),
+        num_gpus=0,
+        min_actors=1,
+        max_actors=1,
+        batch_size=4,
+        actor_start_timeout_s=120,
+        run_id=dest,
+    )
+    base.update(kw)
+    return job_config_from_mapping(base, source="test")
+
+
+def _cli_args(
+    archive: dict[str, Any], secrets: dict[str, Any], endpoint: str, dest: str
+) -> list[str]:
+    b = archive["bucket"]
+    return [
+        "encrypt",
+        "--source",
+        f"s3://{b}/archive",
+        "--dest",
+        f"s3://{b}/{dest}",
+        "--layout",
+        "case-folders",
+        "--key",
+        str(secrets["key_path"]),
+        "--model",
+        str(secrets["model"]),
+        "--endpoint-url",
+        endpoint,
+        "--num-gpus",
+        "0",
+    ]
+
+
+@pytest.mark.timeout(300)
+def test_no_identifier_path_uid_or_key_field_reaches_dest(
+    ray_local: None,
+    archive: dict[str, Any],
+    secrets_dir: dict[str, Any],
+    moto_server: str,
+    s3_client: Any,
+    tmp_path: Path,
+) -> None:
+    bucket = archive["bucket"]
+    # no budget given: the key's; precision only chooses how PGD is computed (no override)
+    cfg = _config(archive, secrets_dir, moto_server, "released", pgd={"precision": "fp32"})
+
+    # dry run: the folders that are not cases are listed, with why
+    dry = CliRunner().invoke(
+        main, [*_cli_args(archive, secrets_dir, moto_server, "released"), "--dry-run"]
+    )
+    assert dry.exit_code == 0, dry.output
+    lines = dry.output.splitlines()
+    assert any(
+        ln.startswith("left-out") and "no_mask_case" in ln and "no mask" in ln for ln in lines
+    ), dry.output
+    assert any(
+        ln.startswith("left-out") and "bad name (copy)" in ln and "not a valid case id" in ln
+        for ln in lines
+    ), dry.output
+    assert "2 folder(s) left out" in lines[-1]
+
+    summary = run_job(cfg)
+    n_good, n_broken = len(archive["good"]), len(archive["broken"])
+    assert (summary.total, summary.done, summary.quarantined) == (
+        n_good + n_broken,
+        n_good,
+        n_broken,
+    ), summary
+    assert summary.skipped_folders_total == 2
+    assert sorted(t.split(":")[0] for t in summary.skipped_folders) == sorted(archive["left_out"])
+
+    dest = _objects(s3_client, bucket, "released")
+    stored = RunSummary.model_validate_json(dest["_runs/released/summary.json"])
+    assert stored.skipped_folders == summary.skipped_folders
+
+    # quarantine: one record per broken case, its reason naming the case and a source URI
+    for case in archive["broken"]:
+        rec = QuarantineRecord.model_validate_json(dest[f"_quarantine/{case}.json"])
+        assert f"s3://{bucket}/archive/{case}/" in rec.message, (case, rec.message)
+        assert repr(case) in rec.message, rec.message
+        assert "<downloaded copy>" not in rec.message and "<local temp" not in rec.message
+    assert "2 mixed series" in json.loads(dest["_quarantine/mixed_series.json"])["message"]
+
+    # every dest byte, in every readable form, against everything that must stay home
+    key: EncryptionKey = secrets_dir["key"]
+    forbidden: dict[str, str] = {
+        "patient name": PATIENT_NAME,
+        "patient name part": "Quinnella",
+        "patient id": PATIENT_ID,
+        "birth date": BIRTH_DATE,
+        "key secret": key.secret.get_secret_value(),
+        "key seed": str(KEY_SEED),
+        "combiner name": key.combiner,
+        "temp folder": tempfile.gettempdir().rstrip("/") + "/",
+        "source root": str(archive["root"]),
+        "owner's folder": str(secrets_dir["dir"]),
+        "fetch folder": "medcrypt-fetch-",
+    }
+    for i, uid in enumerate(archive["uids"]):
+        forbidden[f"source UID {i}"] = uid
+    for y, params in enumerate(key.combiner_params):
+        for j, p in enumerate(params):
+            forbidden[f"combiner parameter {y}.{j}"] = repr(float(p))
+    json_fields = ("targets", "combiner", "combiner_params", "secret", "allow_fixed_points")
+    hits: list[str] = []
+    for name, data in dest.items():
+        for form in _readable(name, data):
+            for what, text in forbidden.items():
+                if text.encode() in form:
+                    hits.append(f"{name}: {what}")
+        if name.endswith(".json"):
+            doc = json.loads(data)
+            text = json.dumps(doc)
+            for field in json_fields:
+                if re.search(rf'"{field}"\s*:', text):
+                    hits.append(f"{name}: JSON field {field!r}")
+    assert hits == []
+    assert len([n for n in dest if n.endswith(".dcm")]) == n_good
+
+    # every DICOM output is valid, the narrow-range ones (window < 1) as well as the wide
+    if shutil.which("dciodvfy") is not None:
+        widths = {}
+        for case in archive["good"]:
+            out = tmp_path / f"{case}.dcm"
+            out.write_bytes(dest[f"{case}/encrypted.dcm"])
+            widths[case] = float(pydicom.dcmread(out).WindowWidth)
+            report = subprocess.run(
+                ["dciodvfy", str(out)], capture_output=True, text=True, timeout=60, check=False
+            )
+            text = report.stdout + report.stderr
+            assert "SCImage" in text
+            assert [ln for ln in text.splitlines() if ln.startswith("Error")] == [], (case, text)
+        assert min(widths.values()) < 1.0 < 100.0 < max(widths.values()), widths
+
+    # records: the key's PGD settings (issue 15 item 1: they were the job's defaults, eps 2.0),
+    # no overrides, L2 within the key's budget
+    assert summary.pgd_overrides == {} and summary.pgd["eps"] == KEY_PGD.eps
+    for case in archive["good"]:
+        rec = CaseRecord.model_validate_json(dest[f"{case}/record.json"])
+        assert rec.pgd == {**KEY_PGD.model_dump(mode="json"), "precision": "fp32"}
+        assert rec.pgd_overrides == {}
+        assert rec.metrics.eps == KEY_PGD.eps and rec.metrics.l2 <= KEY_PGD.eps * (1 + 1e-9)
+
+
+@pytest.mark.timeout(300)
+def test_the_keys_pgd_settings_rule_and_an_override_is_explicit_and_recorded(
+    ray_local: None,
+    archive: dict[str, Any],
+    secrets_dir: dict[str, Any],
+    moto_server: str,
+    s3_client: Any,
+    tmp_path: Path,
+) -> None:
+    b = archive["bucket"]
+    manifest = tmp_path / "one.csv"
+    manifest.write_text(
+        "case_id,image,mask,label\ngood_nifti_wide,good_nifti_wide/image.nii.gz,"
+        "good_nifti_wide/mask.nii.gz,meningioma\n",
+        encoding="utf-8",
+    )
+    args = [
+        *_cli_args(archive, secrets_dir, moto_server, "pgd-refused"),
+        "--manifest",
+        str(manifest),
+    ]
+    args.remove("--layout")
+    args.remove("case-folders")
+
+    # a flag that contradicts the key: refused before any work, exit 2, no progress line
+    refused = CliRunner().invoke(main, [*args, "--pgd-eps", "2.0", "--pgd-iters", "3"])
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.startswith("error: the job's PGD settings contradict the key's")
+    assert "--pgd-eps (pgd.eps) is 2.0, the key's is 0.6" in refused.output
+    assert "--pgd-iters" not in refused.output  # the same value as the key's is fine
+    assert "--override-key-pgd" in refused.output
+    assert refused.output.count("\n") == 1 and "━" not in refused.output  # no progress line
+    assert _objects(s3_client, b, "pgd-refused") == {}
+    with pytest.raises(ConfigError, match="contradict the key"):
+        run_job(
+            _config(
+                archive,
+                secrets_dir,
+                moto_server,
+                "x",
+                layout=None,
+                manifest=str(manifest),
+                pgd={"step": 0.5},
+            )
+        )
+
+    # an explicit override runs with the job's budget, and says so in record and summary
+    over = run_job(
+        _config(
+            archive,
+            secrets_dir,
+            moto_server,
+            "pgd-override",
+            layout=None,
+            manifest=str(manifest),
+            pgd={"eps": 1.5},
+            override_key_pgd=True,
+        )
+    )
+    expected = {"eps": {"key": KEY_PGD.eps, "job": 1.5}}
+    assert over.done == 1 and over.pgd_overrides == expected
+    dest = _objects(s3_client, b, "pgd-override")
+    rec = CaseRecord.model_validate_json(dest["good_nifti_wide/record.json"])
+    assert rec.pgd["eps"] == 1.5 and rec.metrics.eps == 1.5
+    assert rec.pgd_overrides == expected
+    assert json.loads(dest["_runs/pgd-override/summary.json"])["pgd_overrides"] == expected
