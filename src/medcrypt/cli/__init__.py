@@ -8,6 +8,7 @@ in one place without one file owning everything:
 - ``_medical``: slice, phantom-archive
 - ``_cluster``: discover, encrypt, demo
 - ``_study``: study create / ingest / tally
+- ``_audit``: audit counter-attacks
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import click
 
 from medcrypt import __version__
-from medcrypt.cli import _cluster, _evaluate, _medical, _processing, _study
+from medcrypt.cli import _audit, _cluster, _evaluate, _medical, _processing, _study
 from medcrypt.errors import MedcryptError
 
 __all__ = ["main"]
@@ -57,5 +58,5 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj["quiet"] = quiet
 
 
-for _module in (_processing, _evaluate, _medical, _cluster, _study):
+for _module in (_processing, _evaluate, _medical, _cluster, _study, _audit):
     _module.register(main)
