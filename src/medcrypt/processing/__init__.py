@@ -11,6 +11,7 @@ from medcrypt.processing._audit import (
     KeyRecoveryAudit,
     audit_key_recovery,
 )
+from medcrypt.processing._augment import AugmentDraw, augment, draw_augmentation
 from medcrypt.processing._checkpoint import (
     LoadedModel,
     load_checkpoint,
@@ -31,6 +32,12 @@ from medcrypt.processing._evaluation import (
     paper_key,
     phantom_protection_report,
 )
+from medcrypt.processing._foreground import (
+    apply_budget,
+    foreground_mask,
+    foreground_masks,
+    project,
+)
 from medcrypt.processing._keys import EncryptionKey
 from medcrypt.processing._metrics import (
     image_metrics,
@@ -50,8 +57,16 @@ from medcrypt.processing._pgd import (
     project_l2,
     targeted_pgd_l2,
 )
+from medcrypt.processing._poison import craft_poison
 from medcrypt.processing._quantise import dequantise, quantise
-from medcrypt.processing._settings import PGDSettings, resolve_device
+from medcrypt.processing._settings import (
+    MODES,
+    NORMS,
+    PGDSettings,
+    ProtectionMode,
+    resolve_device,
+)
+from medcrypt.processing._shortcut import shortcut_delta, shortcut_pattern
 from medcrypt.processing._training import (
     EpochCallback,
     EpochRecord,
@@ -117,4 +132,20 @@ __all__ += [
     "evaluate_protection",
     "paper_key",
     "phantom_protection_report",
+]
+
+__all__ += [
+    "MODES",
+    "NORMS",
+    "AugmentDraw",
+    "ProtectionMode",
+    "apply_budget",
+    "augment",
+    "craft_poison",
+    "draw_augmentation",
+    "foreground_mask",
+    "foreground_masks",
+    "project",
+    "shortcut_delta",
+    "shortcut_pattern",
 ]

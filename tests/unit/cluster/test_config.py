@@ -122,6 +122,13 @@ def test_every_field_has_a_cli_flag_and_flags_round_trip(files: dict[str, str]) 
         "pgd_best_iterate": False,
         "pgd_precision": "fp32",
         "pgd_channels_last": True,
+        "pgd_mode": "poison",
+        "pgd_norm": "linf",
+        "pgd_foreground": False,
+        "pgd_restarts": 2,
+        "pgd_augment": 0.5,
+        "pgd_shortcut_patch": 4,
+        "pgd_shortcut_share": 0.25,
         "formats": "png,nifti,dicom",
         "tumour_labels": "4,1",
         "slice_fallback": "largest_brain",
@@ -138,7 +145,19 @@ def test_every_field_has_a_cli_flag_and_flags_round_trip(files: dict[str, str]) 
     assert set(flags) | {"layout"} == set(options)
     c = load_job_config(overrides=flags)
     assert c.pgd == PGDSettings(
-        eps=1.25, step=0.05, iters=3, best_iterate=False, precision="fp32", channels_last=True
+        eps=1.25,
+        step=0.05,
+        iters=3,
+        best_iterate=False,
+        precision="fp32",
+        channels_last=True,
+        mode="poison",
+        norm="linf",
+        foreground=False,
+        restarts=2,
+        augment=0.5,
+        shortcut_patch=4,
+        shortcut_share=0.25,
     )
     assert c.tumour_labels == (1, 4)
     assert (c.endpoint_url, c.run_id, c.batch_size, c.min_actors) == (
