@@ -1,4 +1,5 @@
-"""medcrypt.processing: classifiers, training, batched targeted L2 PGD, combiners, keys.
+"""medcrypt.processing: classifiers, training, targeted PGD and the protection modes (paper,
+poison, shortcut; foreground budget), combiners, keys.
 
 Pure torch (never ray/boto3). See docs/internals.md for the contract other packages use.
 """
