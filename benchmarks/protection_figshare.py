@@ -27,7 +27,9 @@ Usage (the sweep recorded in benchmarks/README.md)::
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,6 +51,8 @@ from medcrypt.processing import EncryptionKey, PGDSettings, TrainSettings, audit
 from medcrypt.processing._counter import DEFAULT_COUNTER_ATTACKS, audit_counter_attacks
 from medcrypt.processing._evaluation import encrypt_splits
 from medcrypt.processing._victims import VictimScores, fit_victim
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: mode name -> (PGDSettings fields, combiner). ``norm`` of the poison modes comes from
 #: ``--poison-norm``; iterations and restarts from the command line.
@@ -74,7 +78,7 @@ class Run:
         d = self.data
         base_train = TrainSettings(epochs=args.base_epochs, batch_size=32, shift=args.shift)
         scores, self.base = fit_victim(
-            "resnet18",
+            args.base_arch,
             d.x_train,
             d.y_train,
             {"test": (d.x_test, d.y_test)},
@@ -85,7 +89,7 @@ class Run:
         )
         s = scores.scores["test"]
         self.base_info = {
-            "arch": "resnet18",
+            "arch": args.base_arch,
             "width": args.base_width,
             "epochs": args.base_epochs,
             "acc": s.acc_final,
@@ -113,7 +117,8 @@ class Run:
     def key(self, mode: str, eps: float, combiner: str | None = None) -> EncryptionKey:
         pgd, default = self.settings(mode, eps)
         names = self.data.class_names
-        return EncryptionKey.generate(names, combiner=combiner or default, seed=0, pgd=pgd)
+        chosen = combiner or self.args.combiner or default
+        return EncryptionKey.generate(names, combiner=chosen, seed=0, pgd=pgd)
 
     def release(self, key: EncryptionKey, n: int | None = None) -> dict[str, Any]:
         d = self.data
@@ -161,6 +166,51 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
+def _git() -> dict[str, Any]:
+    """The commit this run used and the files that differed from it (a shared tree moves)."""
+
+    def git(*cmd: str) -> str:
+        res = subprocess.run(["git", *cmd], capture_output=True, text=True, cwd=ROOT, check=False)
+        return res.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "modified": git("status", "--porcelain").split("\n"),
+    }
+
+
+#: settings a resumed result must share with this run (``--modes``, ``--psnr`` may differ)
+_SHARED = ("size", "limit", "iters", "poison_iters", "restarts", "poison_norm", "archs",
+           "width", "epochs", "shift", "base_arch", "base_width", "base_epochs", "combiner",
+           "counter_psnr", "counters")  # fmt: skip
+
+
+def _resume(path: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    """With ``--resume``, the earlier result in ``path`` (refused if made with other settings)."""
+    if not args.resume or not path.is_file():
+        return None
+    old: dict[str, Any] = json.loads(path.read_text())
+    new = _config(args)
+    diff = [k for k in _SHARED if old["config"].get(k) != new.get(k)]
+    if diff:
+        raise SystemExit(f"{path}: made with other settings {diff}; drop --resume or change --out")
+    return old
+
+
+def _start(run: Run, path: Path, empty: dict[str, Any]) -> dict[str, Any]:
+    result = _resume(path, run.args) or {
+        "config": _config(run.args),
+        "base": run.base_info,
+        **empty,
+    }
+    if result["base"] != run.base_info:
+        raise SystemExit(
+            f"{path}: its base model scored {result['base']}, this run's {run.base_info}"
+        )
+    result.setdefault("runs", []).append({"args": _config(run.args), "git": _git()})
+    return result
+
+
 def _chance(y: np.ndarray, n: int) -> dict[str, float]:
     return {"majority": float(np.bincount(y, minlength=n).max() / len(y)), "balanced": 1 / n}
 
@@ -173,15 +223,13 @@ def _clean(run: Run) -> dict[str, dict[str, float]]:
 
 def part_frontier(run: Run, out: Path) -> None:
     a, d = run.args, run.data
-    result: dict[str, Any] = {
-        "config": _config(a),
-        "base": run.base_info,
-        "chance": _chance(d.y_test, run.n_classes),
-        "rows": [],
-    }
-    result["clean"] = _clean(run)
+    result = _start(run, out / "frontier.json", {"rows": []})
+    result["chance"] = _chance(d.y_test, run.n_classes)
+    if "clean" not in result:
+        result["clean"] = _clean(run)
     write_json(out / "frontier.json", result)
-    for mode, target in [(m, t) for m in a.modes for t in a.psnr]:
+    done = {(r["mode"], r["target_psnr_fg"]) for r in result["rows"]}
+    for mode, target in [(m, t) for m in a.modes for t in a.psnr if (m, t) not in done]:
         if run.left() < 0:
             print(f"deadline: stopping before {mode} at {target} dB", flush=True)
             result["stopped_early"] = True
@@ -231,10 +279,12 @@ def part_frontier(run: Run, out: Path) -> None:
 
 def part_counter(run: Run, out: Path) -> None:
     a, d = run.args, run.data
-    result: dict[str, Any] = {"config": _config(a), "base": run.base_info, "counter": {}}
+    result = _start(run, out / "counter.json", {"counter": {}})
     attacks = [c for c in DEFAULT_COUNTER_ATTACKS if c.name in a.counters]
     clean = None
-    for mode in a.modes:
+    for earlier in result["counter"].values():
+        clean = [VictimScores.model_validate(v) for v in earlier["audit"]["clean"]]
+    for mode in [m for m in a.modes if m not in result["counter"]]:
         if run.left() < 0:
             result["stopped_early"] = True
             break
@@ -272,7 +322,8 @@ def part_counter(run: Run, out: Path) -> None:
 
 def part_keys(run: Run, out: Path) -> None:
     a, d = run.args, run.data
-    result: dict[str, Any] = {"config": _config(a), "base": run.base_info, "key_recovery": []}
+    result = _start(run, out / "keys.json", {"key_recovery": []})
+    result["key_recovery"] = [k for k in result["key_recovery"] if k["mode"] not in a.key_modes]
     attacker_x, attacker_y = d.x_test, d.y_test
     per_class = [np.flatnonzero(attacker_y == c)[: a.attacker_n] for c in range(run.n_classes)]
     keep = np.concatenate(per_class)
@@ -363,10 +414,17 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--width", type=int, default=8, help="victim width")
     ap.add_argument("--epochs", type=int, default=8, help="victim epochs")
     ap.add_argument("--shift", type=int, default=3, help="victims' shift augmentation (px)")
+    ap.add_argument("--base-arch", choices=("resnet18", "vgg11", "preact_resnet18"),
+                    default="resnet18", help="the data owner's crafting model")  # fmt: skip
+    ap.add_argument("--combiner", choices=("none", "concat"),
+                    help="override every mode's combiner (none: basic key)")  # fmt: skip
     ap.add_argument("--base-width", type=int, default=16)
     ap.add_argument("--base-epochs", type=int, default=15)
     ap.add_argument("--deadline", type=float, default=math.inf, help="minutes; stops between rows")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows of an earlier <out>/<part>.json made with the same "
+                    "settings and run only the missing ones")  # fmt: skip
     return ap
 
 
