@@ -281,9 +281,9 @@ def part_counter(run: Run, out: Path) -> None:
     a, d = run.args, run.data
     result = _start(run, out / "counter.json", {"counter": {}})
     attacks = [c for c in DEFAULT_COUNTER_ATTACKS if c.name in a.counters]
-    clean = None
+    clean: tuple[VictimScores, ...] | None = None
     for earlier in result["counter"].values():
-        clean = [VictimScores.model_validate(v) for v in earlier["audit"]["clean"]]
+        clean = tuple(VictimScores.model_validate(v) for v in earlier["audit"]["clean"])
     for mode in [m for m in a.modes if m not in result["counter"]]:
         if run.left() < 0:
             result["stopped_early"] = True
