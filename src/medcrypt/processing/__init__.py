@@ -20,6 +20,20 @@ from medcrypt.processing._checkpoint import (
     state_dict_hash,
 )
 from medcrypt.processing._combiners import COMBINERS, combine, random_params, validate_combiner
+from medcrypt.processing._counter import (
+    DEFAULT_COUNTER_ATTACKS,
+    CounterAttack,
+    CounterAttackAudit,
+    CounterAttackRow,
+    adversarial_hook,
+    apply_counter_attack,
+    audit_counter_attacks,
+    down_up,
+    gaussian_blur,
+    gaussian_noise,
+    jpeg_round_trip,
+    mix_clean,
+)
 from medcrypt.processing._encrypt import EncryptionResult, Encryptor
 from medcrypt.processing._evaluation import (
     ArchitectureResult,
@@ -69,12 +83,21 @@ from medcrypt.processing._settings import (
 )
 from medcrypt.processing._shortcut import shortcut_delta, shortcut_pattern
 from medcrypt.processing._training import (
+    BatchHook,
     EpochCallback,
     EpochRecord,
     TrainSettings,
     evaluate_accuracy,
     predict,
     train_model,
+)
+from medcrypt.processing._victims import (
+    SetScores,
+    VictimScores,
+    balanced_accuracy,
+    fit_victim,
+    score_predictions,
+    train_victim,
 )
 
 __all__ = [
@@ -149,4 +172,26 @@ __all__ += [
     "project",
     "shortcut_delta",
     "shortcut_pattern",
+]
+
+__all__ += [
+    "DEFAULT_COUNTER_ATTACKS",
+    "BatchHook",
+    "CounterAttack",
+    "CounterAttackAudit",
+    "CounterAttackRow",
+    "SetScores",
+    "VictimScores",
+    "adversarial_hook",
+    "apply_counter_attack",
+    "audit_counter_attacks",
+    "balanced_accuracy",
+    "down_up",
+    "fit_victim",
+    "gaussian_blur",
+    "gaussian_noise",
+    "jpeg_round_trip",
+    "mix_clean",
+    "score_predictions",
+    "train_victim",
 ]
