@@ -301,7 +301,8 @@ def _finite(x: float) -> float | None:
     default=0.5,
     show_default=True,
     type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-    help="Fraction of eps spent on the shortcut in shortcut+poison (the rest is crafted).",
+    help="The shortcut's share of the budget in shortcut+poison (of eps^2 for l2, of eps for "
+    "linf); the rest is crafted.",
 )
 @click.option(
     "--out",

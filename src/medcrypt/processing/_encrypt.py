@@ -2,10 +2,11 @@
 
 Modes (``settings.mode``): ``paper`` runs the paper's batched targeted L2 PGD; ``poison`` the
 TAP-style crafting of :mod:`._poison`; ``shortcut`` the keyed class-wise pattern of
-:mod:`._shortcut` for the target class (no model); ``shortcut+poison`` the pattern at
-``shortcut_share`` of the budget plus poison crafting on top within the rest (one budget by
-the triangle inequality, re-checked after combining). With ``settings.foreground`` every mode
-spends the budget on the foreground mask only and background pixels come out bit-identical.
+:mod:`._shortcut` for the target class (no model); ``shortcut+poison`` the pattern with
+``shortcut_share`` of the budget (of eps^2 under L2, of eps under Linf) plus poison crafting
+on top within the rest (the total re-projected onto the eps-ball after combining). With
+``settings.foreground`` every mode spends the budget on the foreground mask only and
+background pixels come out bit-identical.
 """
 
 from __future__ import annotations
@@ -168,18 +169,26 @@ class Encryptor:
             return targeted_pgd_l2(self.model, x, t, settings=cfg, num_classes=n, mask=mask)
         start, eps = x, cfg.eps
         if cfg.mode in ("shortcut", "shortcut+poison"):
+            # the split: of eps^2 under L2 (a shortcut and a crafted part that are about
+            # orthogonal then add up to about eps), of eps under Linf (amplitudes add); the
+            # combiner's projection re-checks the total either way
             share = 1.0 if cfg.mode == "shortcut" else cfg.shortcut_share
+            s_eps, p_eps = (
+                (share**0.5 * cfg.eps, (1.0 - share) ** 0.5 * cfg.eps)
+                if cfg.norm == "l2"
+                else (share * cfg.eps, (1.0 - share) * cfg.eps)
+            )
             delta = shortcut_delta(
                 self.key.secret.get_secret_value(),
                 targets,
                 (int(x.shape[-2]), int(x.shape[-1])),
-                eps=share * cfg.eps,
+                eps=s_eps,
                 norm=cfg.norm,
                 patch=cfg.shortcut_patch,
                 mask=mask,
                 device=self.device,
             )
-            start, eps = (x + delta).clamp(0.0, 1.0), (1.0 - share) * cfg.eps
+            start, eps = (x + delta).clamp(0.0, 1.0), p_eps
         if cfg.mode == "shortcut":
             if self.model is None:
                 nan = torch.full((x.shape[0],), float("nan"))

@@ -117,19 +117,30 @@ def apply_budget(
     ``mask`` is False the result equals ``originals`` bit for bit.
     """
     keep = None if mask is None else mask.to(torch.bool).expand_as(originals)
-    out = (originals + project(images - originals, eps, norm, mask)).clamp(0.0, 1.0)
-    for _ in range(30):
+    if norm == "linf":
+        # clamp in float64 (a float32 eps can lie above eps), round once, then step the
+        # pixels that rounding pushed over one ulp back toward the original
+        o64 = originals.double()
+        change = project(images.double() - o64, eps, norm, mask)
+        out = (o64 + change).clamp(0.0, 1.0).to(originals.dtype)
+    else:
+        out = (originals + project(images - originals, eps, norm, mask)).clamp(0.0, 1.0)
+    for attempt in range(60):
         if keep is not None:
             out = torch.where(keep, out, originals)
-        over = _distance(out, originals, norm) > eps
+        dist = _distance(out, originals, norm)
+        over = dist > eps
         if not bool(over.any()):
             return out
         rows = over.view(-1, *([1] * (out.ndim - 1)))
-        shrunk = (originals + (out - originals) * (1 - 1e-6)).clamp(0.0, 1.0)
-        if norm == "l2":
-            d = _distance(out, originals, norm)
-            factor = torch.where(over, (eps / d) * (1 - 1e-6), torch.ones_like(d))
+        if norm == "linf":
+            # float32 rounding of original + change: step the offending pixels one ulp back
+            bad = (out.double() - originals.double()).abs() > eps
+            out = torch.where(bad, torch.nextafter(out, originals), out)
+        elif attempt < 10:
+            factor = torch.where(over, (eps / dist) * (1 - 1e-6), torch.ones_like(dist))
             factor = factor.to(out.dtype).view(-1, *([1] * (out.ndim - 1)))
-            shrunk = (originals + (out - originals) * factor).clamp(0.0, 1.0)
-        out = torch.where(rows, shrunk, out)
+            out = torch.where(rows, (originals + (out - originals) * factor).clamp(0, 1), out)
+        else:  # shrinking no longer changes float32 values: one ulp back on every pixel
+            out = torch.where(rows, torch.nextafter(out, originals), out)
     raise RuntimeError("could not bring the perturbation within the budget")  # unreachable

@@ -53,7 +53,10 @@ class PGDSettings(StrictModel):
             crafting (shifts up to 1/16 of the side, rotations up to 10 degrees, scalings
             and intensity scalings up to 10%, all times the strength); 0 = off.
         shortcut_patch: side in pixels of the constant patches of the shortcut pattern.
-        shortcut_share: fraction of eps given to the shortcut in ``shortcut+poison``.
+        shortcut_share: the shortcut's share of the budget in ``shortcut+poison``: of eps^2
+            under L2 (the shortcut gets ``sqrt(share) * eps``, the crafted part
+            ``sqrt(1 - share) * eps``; about orthogonal, together about eps), of eps under
+            Linf. The total is projected back onto the eps-ball either way.
     """
 
     eps: float = Field(default=2.0, gt=0.0)
@@ -90,7 +93,8 @@ class PGDSettings(StrictModel):
         default=0.5,
         gt=0.0,
         lt=1.0,
-        description="fraction of eps spent on the shortcut in shortcut+poison",
+        description="shortcut's share of the budget in shortcut+poison (of eps^2 for l2, of eps "
+        "for linf)",
     )
 
     @model_validator(mode="before")

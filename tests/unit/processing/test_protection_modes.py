@@ -243,3 +243,19 @@ def test_foreground_mask_fills_and_dilates() -> None:
     grown = foreground_mask(img, dilation=2)
     assert grown.sum() > m.sum() and grown[r < 21.5].all()
     assert not foreground_mask(np.zeros((8, 8))).any()
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_apply_budget_exact_in_float64_at_small_eps(norm: str) -> None:
+    from medcrypt.processing import apply_budget
+
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(8, 1, 32, 32, generator=gen)
+    eps = 4 / 255 if norm == "linf" else 0.05
+    far = (x0 + torch.randn(8, 1, 32, 32, generator=gen)).clamp(0, 1)
+    mask = (torch.rand(8, 1, 32, 32, generator=gen) > 0.3).float()
+    out = apply_budget(x0, far, eps, norm=norm, mask=mask)
+    d = (out.double() - x0.double()).flatten(1)
+    spent = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+    assert (spent <= eps).all() and (spent > 0.9 * eps).all()
+    assert torch.equal(out[mask == 0], x0[mask == 0])
