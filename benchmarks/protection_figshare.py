@@ -86,6 +86,7 @@ class Run:
             width=args.base_width,
             settings=base_train,
             seed=1,
+            device=args.device,
         )
         s = scores.scores["test"]
         self.base_info = {
@@ -125,7 +126,7 @@ class Run:
         xs = d.x_train if n is None else d.x_train[:n]
         ys = d.y_train if n is None else d.y_train[:n]
         xt = d.x_test if n is None else d.x_test[: max(1, n // 4)]
-        sp = encrypt_splits(self.base, key, xs, ys, xt, device="cpu", settings=key.pgd)
+        sp = encrypt_splits(self.base, key, xs, ys, xt, device=self.args.device, settings=key.pgd)
         return {
             "splits": sp,
             "perceptual_train": perceptual(xs, sp.train_images),
@@ -158,6 +159,7 @@ class Run:
                 width=self.args.width,
                 settings=self.train,
                 seed=0,
+                device=self.args.device,
             )
         return out
 
@@ -306,6 +308,7 @@ def part_counter(run: Run, out: Path) -> None:
             width=a.width,
             train=run.train,
             clean_baselines=clean,
+            device=a.device,
         )
         clean = audit.clean
         result["counter"][mode] = {
@@ -331,7 +334,7 @@ def part_keys(run: Run, out: Path) -> None:
     # M2: the attacker's own model on labelled originals (the clean training split)
     _, m2 = fit_victim(
         "resnet18", d.x_train, d.y_train, tests, n_classes=run.n_classes, width=a.width,
-        settings=run.train, seed=2,
+        settings=run.train, seed=2, device=a.device,
     )  # fmt: skip
     for mode in a.key_modes:
         for name, combiner in (("basic", "none"), ("combined", "concat")):
@@ -345,10 +348,10 @@ def part_keys(run: Run, out: Path) -> None:
             enc_tests = {"encrypted_test": (sp.test_images, d.y_test)}
             v1, m1 = fit_victim(
                 "resnet18", sp.train_images, d.y_train, enc_tests, n_classes=run.n_classes,
-                width=a.width, settings=run.train, seed=0,
+                width=a.width, settings=run.train, seed=0, device=a.device,
             )  # fmt: skip
             audit = audit_key_recovery(
-                m1, m2, key, attacker_x[keep], attacker_y[keep], device="cpu"
+                m1, m2, key, attacker_x[keep], attacker_y[keep], device=a.device
             )
             result["key_recovery"].append(
                 {
@@ -422,6 +425,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--base-epochs", type=int, default=15)
     ap.add_argument("--deadline", type=float, default=math.inf, help="minutes; stops between rows")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     ap.add_argument("--resume", action="store_true",
                     help="keep the rows of an earlier <out>/<part>.json made with the same "
                     "settings and run only the missing ones")  # fmt: skip

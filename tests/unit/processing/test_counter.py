@@ -149,10 +149,16 @@ def test_batch_hook_sees_every_training_batch(blobs: tuple[np.ndarray, np.ndarra
 
 
 def test_balanced_accuracy_is_mean_recall() -> None:
+    from sklearn.metrics import balanced_accuracy_score
+
     truth = np.array([0] * 8 + [1] * 2)
     always_zero = np.zeros(10, dtype=np.int64)
     assert score_predictions(truth, always_zero) == (0.8, 0.5)
     assert balanced_accuracy(truth, truth) == 1.0
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        t, p = rng.integers(0, 3, 40), rng.integers(0, 4, 40)
+        assert balanced_accuracy(t, p) == pytest.approx(balanced_accuracy_score(t, p))
 
 
 def test_audit_trains_a_victim_per_attack_and_arch(
