@@ -7,6 +7,9 @@
 #                                           # ".gpu-wheels"; figures land in $OUT
 #   GPU_CHECK_PROTECTION=1 bash scripts/gpu_check.sh   # also the 320x320 protection sweep
 #                                           # (eps 2.0 = the paper's 44 dB, 5.7 = 35 dB)
+#   GPU_CHECK_FIGSHARE=1 FIGSHARE_DATA=<figshare-btd folder> bash scripts/gpu_check.sh
+#                                           # also issue 14's figshare frontier at 256x256
+#                                           # (the data is not in the tree: carry or mount it)
 #
 # The device image's python3 (3.12) already holds CUDA torch, numpy, scipy, scikit-image,
 # Pillow, PyYAML and pytest. medcrypt's processing package and its phantoms need only the
@@ -60,5 +63,12 @@ if [ "${GPU_CHECK_PROTECTION:-0}" = 1 ]; then
     --base-epochs 20 --width 64 --key basic --eps 2.0,5.7 --iters 100 --n-per-class 100 \
     --n-test-per-class 30 --epochs 8 --out "$OUT/protection_320" 2>&1 |
     grep -v "_training" | tee "$OUT/protection_320.txt" || echo "protection sweep: exit $?"
+fi
+if [ "${GPU_CHECK_FIGSHARE:-0}" = 1 ]; then
+  timeout 540 "$PY" benchmarks/protection_figshare.py --part frontier --device cuda --size 256 \
+    --data "${FIGSHARE_DATA:-../shared/data/figshare-btd}" --base-width 64 --base-epochs 20 \
+    --width 32 --epochs 15 --shift 16 --iters 100 --poison-iters 100 --restarts 4 \
+    --psnr 40,35,30 --deadline 8 --out "$OUT/figshare_256" 2>&1 |
+    tee "$OUT/figshare_256.txt" || echo "figshare sweep: exit $?"
 fi
 echo "gpu_check: figures in $OUT"

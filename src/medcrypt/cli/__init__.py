@@ -10,6 +10,7 @@ in one place without one file owning everything:
 - ``_demo``: demo (the whole story, ending at an HTML page)
 - ``_report``: report (HTML page of a run)
 - ``_study``: study create / ingest / tally
+- ``_audit``: audit counter-attacks
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import click
 
 from medcrypt import __version__
-from medcrypt.cli import _cluster, _demo, _evaluate, _medical, _processing, _report, _study
+from medcrypt.cli import _audit, _cluster, _demo, _evaluate, _medical, _processing, _report, _study
 from medcrypt.errors import MedcryptError
 
 __all__ = ["main"]
@@ -59,5 +60,5 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj["quiet"] = quiet
 
 
-for _module in (_processing, _evaluate, _medical, _cluster, _demo, _report, _study):
+for _module in (_processing, _evaluate, _medical, _cluster, _demo, _report, _study, _audit):
     _module.register(main)

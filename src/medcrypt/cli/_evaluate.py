@@ -17,9 +17,11 @@ from pathlib import Path
 
 import click
 import numpy as np
+from pydantic import ValidationError
 
 from medcrypt.cli._options import device_option
 from medcrypt.cli._progress import progress_bar
+from medcrypt.config import format_validation_error
 from medcrypt.errors import ConfigError
 
 __all__ = ["register"]
@@ -197,7 +199,35 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
     help="Training batch size.",
 )
 @click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate.")
-@click.option("--eps", default=1.0, show_default=True, type=float, help="L2 budget.")
+@click.option(
+    "--eps",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Budget: L2 norm over the slice, or the largest pixel change with --norm linf.",
+)
+@click.option(
+    "--mode",
+    default="paper",
+    show_default=True,
+    type=click.Choice(["paper", "poison", "shortcut", "shortcut+poison"]),
+    help="Protection mode (see `medcrypt keygen --help`); poison modes craft with 4 "
+    "restarts and full-strength augmentation.",
+)
+@click.option(
+    "--norm",
+    default="l2",
+    show_default=True,
+    type=click.Choice(["l2", "linf"]),
+    help="Budget norm (linf needs a poison or shortcut mode).",
+)
+@click.option(
+    "--foreground/--no-foreground",
+    default=True,
+    show_default=True,
+    help="Spend the budget on the anatomy only (--no-foreground: the whole slice, as "
+    "measured before the foreground budget existed).",
+)
 @click.option(
     "--step",
     default=0.1,
@@ -240,6 +270,9 @@ def evaluate_command(
     batch_size: int,
     lr: float,
     eps: float,
+    mode: str,
+    norm: str,
+    foreground: bool,
     step: float,
     iters: int,
     seed: int,
@@ -287,7 +320,13 @@ def evaluate_command(
             "they cannot apply to the one given with --model",
             field="base_width",
         )
-    pgd = PGDSettings(eps=eps, step=step, iters=iters)
+    try:
+        pgd = PGDSettings.model_validate(
+            {"eps": eps, "step": step, "iters": iters, "mode": mode, "norm": norm}
+            | {"foreground": foreground}
+        )
+    except ValidationError as exc:
+        raise click.UsageError(format_validation_error(exc, source="evaluate options")) from None
     key = EncryptionKey.load(key_path) if key_path is not None else None
     report: ProtectionReport
     with progress_bar("protection report") as progress:

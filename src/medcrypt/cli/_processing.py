@@ -22,11 +22,12 @@ from typing import Any
 
 import click
 import numpy as np
+from pydantic import ValidationError
 
 from medcrypt._types import ProgressCallback
 from medcrypt.cli._options import device_option
 from medcrypt.cli._progress import progress_bar
-from medcrypt.config import StrictModel
+from medcrypt.config import StrictModel, format_validation_error
 from medcrypt.errors import ConfigError, ImageFormatError
 
 __all__ = ["SliceFolder", "SliceRecord", "read_slice_folder", "register", "write_slice"]
@@ -143,9 +144,10 @@ def read_slice_folder(
 
 
 def write_slice(
-    path: Path, image01: np.ndarray, *, original01: np.ndarray, eps: float
+    path: Path, image01: np.ndarray, *, original01: np.ndarray, eps: float, norm: str = "l2"
 ) -> np.ndarray:
-    """Write one released slice as 16-bit PNG (quantised within eps) or float32 .npy.
+    """Write one released slice as 16-bit PNG (quantised within eps in ``norm``) or float32
+    .npy. Pixels the protection left unchanged are stored exactly as the original's.
 
     Returns the image exactly as stored, as float64 in [0, 1] (for metrics).
     """
@@ -154,7 +156,7 @@ def write_slice(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".png":
-        codes = quantise(image01, original01, eps=eps, levels=65535)
+        codes = quantise(image01, original01, eps=eps, levels=65535, norm=norm)
         stored = codes.astype(np.float64) / 65535
         path.write_bytes(encode_png16(stored))
         return stored
@@ -177,11 +179,20 @@ class SliceRecord(StrictModel):
     pgd: dict[str, Any]
     eps: float
     n_targets: int
-    target_success: float
+    target_success: float | None  # None in shortcut mode (no model asked)
     l2: float
     linf: float
     psnr: float | None  # None when identical (infinite PSNR)
     ssim: float
+    #: protection mode, budget norm and whether the budget was confined to the foreground
+    #: (recorded; none of them is secret). Defaults: records from before these fields.
+    mode: str = "paper"
+    norm: str = "l2"
+    foreground: bool = False
+    #: the anatomy mask's share of the slice, and PSNR / SSIM over it only
+    foreground_fraction: float | None = None
+    psnr_foreground: float | None = None
+    ssim_foreground: float | None = None
 
 
 def _finite(x: float) -> float | None:
@@ -221,14 +232,15 @@ def _finite(x: float) -> float | None:
     default=2.0,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
-    help="L2 budget of every released image (pixels in [0, 1]); the paper's MRI run: 2 at 320x320.",
+    help="Budget of every released image (pixels in [0, 1]): the L2 norm over the slice, or the "
+    "largest pixel change with --norm linf; the paper's MRI run: L2 2 at 320x320.",
 )
 @click.option(
     "--step",
     default=0.1,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
-    help="PGD step (L2 length of each normalised step).",
+    help="PGD step (L2 length of each normalised step; with --norm linf the per-pixel sign step).",
 )
 @click.option(
     "--iters",
@@ -244,6 +256,54 @@ def _finite(x: float) -> float | None:
     type=click.Choice(["auto", "fp32", "bf16"]),
     help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), "
     "fp32 elsewhere.",
+)
+@click.option(
+    "--mode",
+    default="paper",
+    show_default=True,
+    type=click.Choice(["paper", "poison", "shortcut", "shortcut+poison"]),
+    help="paper: the paper's plain targeted L2 PGD (reproduction); poison: TAP-style crafting "
+    "(differentiable augmentation, restarts, Linf option); shortcut: keyed class-wise noise "
+    "patterns, no model needed, IO speed; shortcut+poison: both inside one budget.",
+)
+@click.option(
+    "--norm",
+    default="l2",
+    show_default=True,
+    type=click.Choice(["l2", "linf"]),
+    help="Budget norm (linf needs a poison or shortcut mode).",
+)
+@click.option(
+    "--foreground/--no-foreground",
+    default=True,
+    show_default=True,
+    help="Spend the budget on the anatomy only: background pixels are released unchanged.",
+)
+@click.option(
+    "--restarts",
+    type=click.IntRange(min=1),
+    help="Poison crafting restarts, the lowest loss kept (default 4 for poison modes, else 1).",
+)
+@click.option(
+    "--augment",
+    type=click.FloatRange(0.0, 1.0),
+    help="Strength of the differentiable augmentation while crafting, 0-1 (default 1 for "
+    "poison modes, else 0).",
+)
+@click.option(
+    "--shortcut-patch",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Side in pixels of the shortcut pattern's constant patches.",
+)
+@click.option(
+    "--shortcut-share",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    help="The shortcut's share of the budget in shortcut+poison (of eps^2 for l2, of eps for "
+    "linf); the rest is crafted.",
 )
 @click.option(
     "--out",
@@ -264,6 +324,13 @@ def keygen_command(
     step: float,
     iters: int,
     precision: str,
+    mode: str,
+    norm: str,
+    foreground: bool,
+    restarts: int | None,
+    augment: float | None,
+    shortcut_patch: int,
+    shortcut_share: float,
     out_path: Path,
     force: bool,
 ) -> None:
@@ -283,7 +350,25 @@ def keygen_command(
     else:
         assert classes is not None
         names = tuple(c.strip() for c in classes.split(",") if c.strip())
-    pgd = PGDSettings(eps=eps, step=step, iters=iters, precision=precision)  # type: ignore[arg-type]
+    chosen = {
+        "eps": eps,
+        "step": step,
+        "iters": iters,
+        "precision": precision,
+        "mode": mode,
+        "norm": norm,
+        "foreground": foreground,
+        "shortcut_patch": shortcut_patch,
+        "shortcut_share": shortcut_share,
+    }
+    if restarts is not None:
+        chosen["restarts"] = restarts
+    if augment is not None:
+        chosen["augment"] = augment
+    try:
+        pgd = PGDSettings.model_validate(chosen)
+    except ValidationError as exc:
+        raise click.UsageError(format_validation_error(exc, source="keygen options")) from None
     key = EncryptionKey.generate(
         names,
         combiner=combiner,
@@ -295,7 +380,8 @@ def keygen_command(
     key.save(out_path, overwrite=force)
     click.echo(
         f"wrote key {key.fingerprint} to {out_path} (owner-only; {len(names)} classes, "
-        f"combiner {combiner}, eps {eps})"
+        f"combiner {combiner}, mode {mode}, {norm} eps {eps}, "
+        f"foreground {'on' if foreground else 'off'})"
     )
 
 
@@ -478,6 +564,14 @@ def train_command(
     type=click.IntRange(min=1),
     help="Slices per batched PGD call (memory bound, not a result parameter).",
 )
+@click.option(
+    "--ensemble",
+    "ensemble_paths",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A further crafting model (checkpoint, same classes) for the key's poison mode; "
+    "repeat for several. The crafting loss is averaged over --model and these.",
+)
 @device_option
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def encrypt_slices_command(
@@ -488,13 +582,16 @@ def encrypt_slices_command(
     label_source: str,
     fmt: str,
     batch_size: int,
+    ensemble_paths: tuple[Path, ...],
     device: str,
     overwrite: bool,
 ) -> None:
     """Encrypt a folder of labelled 2D slices with a key and its base model.
 
-    Writes each slice to OUT/<class>/<name>.(png|npy) with a record <name>.json (L2, Linf,
-    PSNR, SSIM, target success, key fingerprint; never the key), and OUT/summary.json.
+    The key's mode (paper, poison, shortcut, shortcut+poison), norm and foreground setting
+    decide the perturbation. Writes each slice to OUT/<class>/<name>.(png|npy) with a record
+    <name>.json (L2, Linf, PSNR and SSIM over the slice and over the foreground, target
+    success, mode, key fingerprint; never the key), and OUT/summary.json.
     """
     from medcrypt.processing import (
         EncryptionKey,
@@ -523,9 +620,15 @@ def encrypt_slices_command(
                 f"{len(clash)} output file(s) exist already (e.g. {clash[0]}); use --overwrite",
                 uri=str(out_dir),
             )
-    encryptor = Encryptor(loaded.model, key, device=device)
-    eps = encryptor.settings.eps
-    released = key_release(key.fingerprint, encryptor.settings)
+    ensemble = []
+    for path in ensemble_paths:
+        extra = load_checkpoint(path)
+        key.check_model(extra.num_classes, extra.class_names)
+        ensemble.append(extra.model)
+    encryptor = Encryptor(loaded.model, key, device=device, ensemble=ensemble)
+    cfg = encryptor.settings
+    eps = cfg.eps
+    released = key_release(key.fingerprint, cfg)
     secret = [key.secret.get_secret_value()]
     n = data.labels.shape[0]
     records: list[SliceRecord] = []
@@ -541,9 +644,14 @@ def encrypt_slices_command(
             for j in range(originals.shape[0]):
                 i = start + j
                 stored = write_slice(
-                    out_dir / outputs[i], result.images[j], original01=originals[j], eps=eps
+                    out_dir / outputs[i],
+                    result.images[j],
+                    original01=originals[j],
+                    eps=eps,
+                    norm=cfg.norm,
                 )
-                m = image_metrics(originals[j], stored)
+                assert result.foreground is not None
+                m = image_metrics(originals[j], stored, result.foreground[j])
                 record = SliceRecord(
                     source=data.paths[i].as_posix(),
                     output=outputs[i].as_posix(),
@@ -555,11 +663,17 @@ def encrypt_slices_command(
                     pgd=released["pgd"],
                     eps=eps,
                     n_targets=len(result.targets[j]),
-                    target_success=float(result.target_success[j]),
+                    target_success=_finite(float(result.target_success[j])),
                     l2=float(m["l2"][0]),
                     linf=float(m["linf"][0]),
                     psnr=_finite(float(m["psnr"][0])),
                     ssim=float(m["ssim"][0]),
+                    mode=cfg.mode,
+                    norm=cfg.norm,
+                    foreground=cfg.foreground,
+                    foreground_fraction=float(m["foreground_fraction"][0]),
+                    psnr_foreground=_finite(float(m["psnr_foreground"][0])),
+                    ssim_foreground=_finite(float(m["ssim_foreground"][0])),
                 )
                 (out_dir / outputs[i]).with_suffix(".json").write_bytes(
                     release_json(record, where=f"record of {record.source}", forbidden_text=secret)
@@ -567,10 +681,17 @@ def encrypt_slices_command(
                 records.append(record)
             progress(sl.stop, n, "slices")
     psnrs = [r.psnr for r in records if r.psnr is not None]
+    fg_psnrs = [r.psnr_foreground for r in records if r.psnr_foreground is not None]
+    fg_ssims = [r.ssim_foreground for r in records if r.ssim_foreground is not None]
+    hits = [r.target_success for r in records if r.target_success is not None]
     summary = {
         "slices": len(records),
         **released,
         "model_hash": loaded.content_hash,
+        "mode": cfg.mode,
+        "norm": cfg.norm,
+        "foreground": cfg.foreground,
+        "ensemble_models": len(ensemble),
         "eps": eps,
         "label_source": label_source,
         "mean_l2": float(np.mean([r.l2 for r in records])),
@@ -578,17 +699,23 @@ def encrypt_slices_command(
         "mean_linf": float(np.mean([r.linf for r in records])),
         "mean_psnr": float(np.mean(psnrs)) if psnrs else None,
         "mean_ssim": float(np.mean([r.ssim for r in records])),
-        "mean_target_success": float(np.mean([r.target_success for r in records])),
+        "mean_psnr_foreground": float(np.mean(fg_psnrs)) if fg_psnrs else None,
+        "mean_ssim_foreground": float(np.mean(fg_ssims)) if fg_ssims else None,
+        "mean_target_success": float(np.mean(hits)) if hits else None,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_bytes(
         release_json(summary, where="summary.json", forbidden_text=secret)
     )
     psnr_text = "inf" if not psnrs else f"{np.mean(psnrs):.2f}"
+    fg_text = "inf" if not fg_psnrs else f"{np.mean(fg_psnrs):.2f}"
+    hit_text = "n/a" if not hits else f"{np.mean(hits):.3f}"
     click.echo(
-        f"encrypted {len(records)} slices with key {key.fingerprint}: mean PSNR {psnr_text}"
-        f" dB, mean SSIM {summary['mean_ssim']:.4f}, max L2 {summary['max_l2']:.4f} (eps {eps}), "
-        f"target success {summary['mean_target_success']:.3f}"
+        f"encrypted {len(records)} slices with key {key.fingerprint} (mode {cfg.mode}, "
+        f"{cfg.norm}, foreground {'on' if cfg.foreground else 'off'}): mean PSNR {psnr_text}"
+        f" dB (foreground {fg_text} dB), mean SSIM {summary['mean_ssim']:.4f}, max L2 "
+        f"{summary['max_l2']:.4f}, max Linf {max(r.linf for r in records):.4f} (eps {eps}), "
+        f"target success {hit_text}"
     )
 
 

@@ -30,6 +30,7 @@ from medcrypt.cluster._discover import Layout
 from medcrypt.cluster._option_errors import describe_job_errors
 from medcrypt.config import StrictModel, load_config, validate_config
 from medcrypt.errors import ConfigError
+from medcrypt.processing._settings import ProtectionMode
 from medcrypt.storage import S3Uri, is_s3_uri, local_path, parse_s3_uri
 
 __all__ = [
@@ -55,9 +56,9 @@ _LOCATION_FIELDS = ("source", "dest", "manifest", "key", "model")
 class PGDRequest(StrictModel):
     """The PGD settings a job asks for: every field optional, unset ones come from the key.
 
-    The key fixes the protection (eps, step, iters, best_iterate): a job may repeat those
-    values, and differ from them only with ``override_key_pgd``. ``precision`` and
-    ``channels_last`` choose how PGD is computed and may be set freely (see
+    The key fixes the protection (budget, steps, mode, norm, foreground, crafting): a job may
+    repeat those values, and differ from them only with ``override_key_pgd``. ``precision``
+    and ``channels_last`` choose how PGD is computed and may be set freely (see
     :func:`medcrypt.processing.settings_from_key`).
     """
 
@@ -67,6 +68,13 @@ class PGDRequest(StrictModel):
     best_iterate: bool | None = None
     precision: Literal["auto", "fp32", "bf16"] | None = None
     channels_last: bool | None = None
+    mode: ProtectionMode | None = None
+    norm: Literal["l2", "linf"] | None = None
+    foreground: bool | None = None
+    restarts: int | None = Field(default=None, ge=1)
+    augment: float | None = Field(default=None, ge=0.0, le=1.0)
+    shortcut_patch: int | None = Field(default=None, ge=1)
+    shortcut_share: float | None = Field(default=None, gt=0.0, lt=1.0)
 
     @model_validator(mode="before")
     @classmethod

@@ -81,6 +81,10 @@ class ProtectionMetrics(StrictModel):
     linf: float
     psnr: float
     ssim: float
+    #: PSNR / SSIM over the anatomy (foreground mask) only; None where infinite (unchanged)
+    #: and in records written before these fields existed
+    psnr_foreground: float | None = None
+    ssim_foreground: float | None = None
     eps: float
     within_eps: bool
     target_success: float

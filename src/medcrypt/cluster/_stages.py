@@ -569,22 +569,37 @@ def _slice_info(slice_: Any, shape: tuple[int, ...]) -> SliceInfo:
     )
 
 
+def _finite_or_none(x: float) -> float | None:
+    return x if np.isfinite(x) else None
+
+
 def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
-    from medcrypt.processing import key_release, psnr, quantise, release_json, ssim
+    from medcrypt.processing import (
+        foreground_mask,
+        key_release,
+        psnr,
+        quantise,
+        release_json,
+        ssim,
+    )
 
     assert state.original is not None and state.protected is not None
     t0 = time.perf_counter()
-    q = quantise(state.protected, state.original, eps=ctx.eps, levels=65535)
+    norm = str(ctx.pgd.get("norm", "l2"))  # protection modes (issue 14): l2 or linf budget
+    q = quantise(state.protected, state.original, eps=ctx.eps, levels=65535, norm=norm)
     q01 = np.asarray(q, dtype=np.float64) / 65535.0
     diff = q01 - state.original.astype(np.float64)
     l2 = float(np.sqrt(np.sum(diff * diff)))
-    if not l2 <= ctx.eps * (1.0 + 1e-9):
+    spent = l2 if norm == "l2" else (float(np.max(np.abs(diff))) if diff.size else 0.0)
+    if not spent <= ctx.eps * (1.0 + 1e-9):
         raise JobError(
-            f"quantised image is {l2:.6f} from the original in L2, over the budget eps={ctx.eps}",
+            f"quantised image is {spent:.6f} from the original in {norm}, over the budget "
+            f"eps={ctx.eps}",
             case_id=state.case_id,
             uri=state.image_uri,
         )
     q01f = q01.astype(np.float32)
+    fg = foreground_mask(state.original)
     encoded = {fmt: _encode(fmt, q01f, state.slice_, ctx) for fmt in ctx.formats}
     originals_enc = (
         {fmt: _encode(fmt, state.original, state.slice_, ctx) for fmt in ctx.formats}
@@ -596,6 +611,9 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
         linf=float(np.max(np.abs(diff))) if diff.size else 0.0,
         psnr=float(psnr(state.original[None], q01f[None])[0]),
         ssim=float(ssim(state.original[None], q01f[None])[0]),
+        # over the anatomy only (the mask the Encryptor confines the budget to)
+        psnr_foreground=_finite_or_none(float(psnr(state.original, q01f, fg)[0])),
+        ssim_foreground=_finite_or_none(float(ssim(state.original, q01f, fg)[0])),
         eps=ctx.eps,
         within_eps=True,
         target_success=state.target_success,

@@ -1,4 +1,5 @@
-"""medcrypt.processing: classifiers, training, batched targeted L2 PGD, combiners, keys.
+"""medcrypt.processing: classifiers, training, targeted PGD and the protection modes (paper,
+poison, shortcut; foreground budget), combiners, keys.
 
 Pure torch (never ray/boto3). See docs/internals.md for the contract other packages use.
 """
@@ -11,6 +12,7 @@ from medcrypt.processing._audit import (
     KeyRecoveryAudit,
     audit_key_recovery,
 )
+from medcrypt.processing._augment import AugmentDraw, augment, draw_augmentation
 from medcrypt.processing._checkpoint import (
     LoadedModel,
     load_checkpoint,
@@ -18,6 +20,20 @@ from medcrypt.processing._checkpoint import (
     state_dict_hash,
 )
 from medcrypt.processing._combiners import COMBINERS, combine, random_params, validate_combiner
+from medcrypt.processing._counter import (
+    DEFAULT_COUNTER_ATTACKS,
+    CounterAttack,
+    CounterAttackAudit,
+    CounterAttackRow,
+    adversarial_hook,
+    apply_counter_attack,
+    audit_counter_attacks,
+    down_up,
+    gaussian_blur,
+    gaussian_noise,
+    jpeg_round_trip,
+    mix_clean,
+)
 from medcrypt.processing._encrypt import EncryptionResult, Encryptor
 from medcrypt.processing._evaluation import (
     ArchitectureResult,
@@ -30,6 +46,12 @@ from medcrypt.processing._evaluation import (
     evaluate_protection,
     paper_key,
     phantom_protection_report,
+)
+from medcrypt.processing._foreground import (
+    apply_budget,
+    foreground_mask,
+    foreground_masks,
+    project,
 )
 from medcrypt.processing._keys import EncryptionKey
 from medcrypt.processing._metrics import (
@@ -50,6 +72,7 @@ from medcrypt.processing._pgd import (
     project_l2,
     targeted_pgd_l2,
 )
+from medcrypt.processing._poison import craft_poison
 from medcrypt.processing._quantise import dequantise, quantise
 from medcrypt.processing._release import (
     PROTECTION_PGD_FIELDS,
@@ -61,14 +84,30 @@ from medcrypt.processing._release import (
     release_json,
     settings_from_key,
 )
-from medcrypt.processing._settings import PGDSettings, resolve_device
+from medcrypt.processing._settings import (
+    MODES,
+    NORMS,
+    PGDSettings,
+    ProtectionMode,
+    resolve_device,
+)
+from medcrypt.processing._shortcut import shortcut_delta, shortcut_pattern
 from medcrypt.processing._training import (
+    BatchHook,
     EpochCallback,
     EpochRecord,
     TrainSettings,
     evaluate_accuracy,
     predict,
     train_model,
+)
+from medcrypt.processing._victims import (
+    SetScores,
+    VictimScores,
+    balanced_accuracy,
+    fit_victim,
+    score_predictions,
+    train_victim,
 )
 
 __all__ = [
@@ -135,4 +174,42 @@ __all__ += [
     "phantom_protection_report",
     "release_json",
     "settings_from_key",
+]
+
+__all__ += [
+    "MODES",
+    "NORMS",
+    "AugmentDraw",
+    "ProtectionMode",
+    "apply_budget",
+    "augment",
+    "craft_poison",
+    "draw_augmentation",
+    "foreground_mask",
+    "foreground_masks",
+    "project",
+    "shortcut_delta",
+    "shortcut_pattern",
+]
+
+__all__ += [
+    "DEFAULT_COUNTER_ATTACKS",
+    "BatchHook",
+    "CounterAttack",
+    "CounterAttackAudit",
+    "CounterAttackRow",
+    "SetScores",
+    "VictimScores",
+    "adversarial_hook",
+    "apply_counter_attack",
+    "audit_counter_attacks",
+    "balanced_accuracy",
+    "down_up",
+    "fit_victim",
+    "gaussian_blur",
+    "gaussian_noise",
+    "jpeg_round_trip",
+    "mix_clean",
+    "score_predictions",
+    "train_victim",
 ]

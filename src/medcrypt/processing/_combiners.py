@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from medcrypt.processing._foreground import apply_budget
 from medcrypt.processing._pgd import enforce_budget
 
 __all__ = [
@@ -145,6 +146,8 @@ def combine(
     params: Sequence[float],
     *,
     eps: float,
+    norm: str = "l2",
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Merge per-target outputs of images that share one class (same targets and parameters).
 
@@ -152,10 +155,12 @@ def combine(
         originals: (B, C, H, W) in [0, 1].
         adversarial: (B, K, C, H, W), ``adversarial[:, k]`` the PGD output for target k.
         params: this class's combiner parameters.
-        eps: L2 budget; the result is projected onto the eps-ball around ``originals``.
+        eps: budget; the result is projected onto the eps-ball around ``originals``.
+        norm: ``l2`` (the paper's) or ``linf``.
+        mask: (B, 1, H, W) foreground; off it the result equals ``originals`` exactly.
 
     Returns:
-        (B, C, H, W) released images in [0, 1] with ``||out - originals||_2 <= eps`` per image.
+        (B, C, H, W) released images in [0, 1] with ``||out - originals|| <= eps`` per image.
     """
     k = adversarial.shape[1]
     validate_combiner(combiner, k, params)
@@ -182,4 +187,6 @@ def combine(
         r1, c1 = min(h, r0 + max(1, round(bh * h))), min(w, c0 + max(1, round(bw * w)))
         out = adv[:, 0].clone()
         out[..., r0:r1, c0:c1] = adv[:, 1, ..., r0:r1, c0:c1]
-    return enforce_budget(originals, out, eps)
+    if norm == "l2" and mask is None:
+        return enforce_budget(originals, out, eps)  # the paper's path, unchanged
+    return apply_budget(originals, out, eps, norm=norm, mask=mask)

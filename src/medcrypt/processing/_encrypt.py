@@ -1,4 +1,13 @@
-"""The Encryptor: batched targeted PGD for every target of every image, then the combiner."""
+"""The Encryptor: per target of every image a perturbation (the key's mode), then the combiner.
+
+Modes (``settings.mode``): ``paper`` runs the paper's batched targeted L2 PGD; ``poison`` the
+TAP-style crafting of :mod:`._poison`; ``shortcut`` the keyed class-wise pattern of
+:mod:`._shortcut` for the target class (no model); ``shortcut+poison`` the pattern with
+``shortcut_share`` of the budget (of eps^2 under L2, of eps under Linf) plus poison crafting
+on top within the rest (the total re-projected onto the eps-ball after combining). With
+``settings.foreground`` every mode spends the budget on the foreground mask only and
+background pixels come out bit-identical.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +21,13 @@ from torch import nn
 
 from medcrypt.errors import EncryptionKeyError, ImageFormatError, ModelError
 from medcrypt.processing._combiners import combine
+from medcrypt.processing._foreground import foreground_masks
 from medcrypt.processing._keys import EncryptionKey
-from medcrypt.processing._pgd import compute_summary, prepare_for_pgd, targeted_pgd_l2
+from medcrypt.processing._metrics import psnr, ssim
+from medcrypt.processing._pgd import PGDOutput, compute_summary, prepare_for_pgd, targeted_pgd_l2
+from medcrypt.processing._poison import craft_poison
 from medcrypt.processing._settings import PGDSettings, resolve_device
+from medcrypt.processing._shortcut import shortcut_delta
 from medcrypt.processing._training import predict
 
 __all__ = ["EncryptionResult", "Encryptor"]
@@ -27,11 +40,17 @@ class EncryptionResult:
     """Output of :meth:`Encryptor.encrypt`, one entry per input image.
 
     Attributes:
-        images: (B, H, W) float32 released images in [0, 1], each within eps (L2) of its input.
+        images: (B, H, W) float32 released images in [0, 1], each within eps (in the
+            settings' norm) of its input.
         l2, linf: (B,) float64 distance of each released image to its input.
-        target_success: (B,) fraction of the image's targets that its per-target PGD outputs
-            reached (model predicts the target).
+        target_success: (B,) fraction of the image's targets that its per-target outputs
+            reached (base model predicts the target); ``nan`` in ``shortcut`` mode without
+            a model.
         targets: per image, the key's targets for its label.
+        foreground: (B, H, W) bool anatomy masks (computed, or given), whether or not the
+            budget was confined to them (``settings.foreground``).
+        psnr, ssim: (B,) over the whole slice (float images, before any quantisation).
+        psnr_foreground, ssim_foreground: (B,) over the foreground mask only.
     """
 
     images: np.ndarray
@@ -39,6 +58,11 @@ class EncryptionResult:
     linf: np.ndarray
     target_success: np.ndarray
     targets: list[tuple[int, ...]]
+    foreground: np.ndarray | None = None
+    psnr: np.ndarray | None = None
+    ssim: np.ndarray | None = None
+    psnr_foreground: np.ndarray | None = None
+    ssim_foreground: np.ndarray | None = None
 
 
 def _model_classes(model: nn.Module, in_channels: int) -> int:
@@ -62,36 +86,52 @@ class Encryptor:
 
     Args:
         model: the base classifier over [0, 1] images (e.g. ``load_checkpoint(...).model``).
-            The Encryptor works on a private copy (:func:`prepare_for_pgd`).
+            The Encryptor works on a private copy (:func:`prepare_for_pgd`). ``None`` only
+            in ``shortcut`` mode (no model: no target success either).
         key: the secret key; its class count must match the model's outputs.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         settings: PGD settings overriding the key's (``key.pgd`` when None).
+        ensemble: further crafting models for the poison modes (the loss is averaged over
+            the base model and these); same classes as the key.
 
     Raises:
         EncryptionKeyError: the key does not fit the model.
+        ModelError: a model that is not greyscale, or no model for a crafting mode.
     """
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None,
         key: EncryptionKey,
         *,
         device: str = "auto",
         settings: PGDSettings | None = None,
+        ensemble: Sequence[nn.Module] = (),
     ) -> None:
         self.key = key
         self.settings = settings or key.pgd
         self.device = torch.device(resolve_device(device))
-        self.in_channels = int(getattr(model, "in_channels", 1))
-        if self.in_channels != 1:
+        if model is None and (self.settings.crafted or ensemble):
+            raise ModelError(f"mode {self.settings.mode!r} crafts against a model; none given")
+        if ensemble and self.settings.mode not in ("poison", "shortcut+poison"):
             raise ModelError(
-                f"the Encryptor works on greyscale slices (1 input channel), model has "
-                f"{self.in_channels}"
+                f"a crafting ensemble only serves the poison modes, not {self.settings.mode!r}"
             )
-        key.check_model(_model_classes(model, self.in_channels))
-        # a private inference copy (batch norm folded, on device, channels_last if selected):
-        # the caller's model is left as it was
-        self.model = prepare_for_pgd(model, self.settings, self.device)
+        self.in_channels = 1
+        prepared: list[nn.Module] = []
+        for m in [] if model is None else [model, *ensemble]:
+            channels = int(getattr(m, "in_channels", 1))
+            if channels != 1:
+                raise ModelError(
+                    f"the Encryptor works on greyscale slices (1 input channel), model has "
+                    f"{channels}"
+                )
+            key.check_model(_model_classes(m, 1))
+            # a private inference copy (batch norm folded, on device, channels_last if
+            # selected): the caller's model is left as it was
+            prepared.append(prepare_for_pgd(m, self.settings, self.device))
+        self.model: nn.Module | None = prepared[0] if prepared else None
+        self.ensemble: tuple[nn.Module, ...] = tuple(prepared[1:])
         #: what PGD runs with here (device, dtype, layout), for records: ``precision="auto"``
         #: resolves differently on different hardware
         self.compute: dict[str, str | bool] = compute_summary(self.settings, self.device)
@@ -113,17 +153,79 @@ class Encryptor:
     def predict(self, images: np.ndarray) -> np.ndarray:
         """The base model's predicted labels (int64, (B,)) for (B, H, W) images in [0, 1]."""
         arr = self._batch(images)
+        if self.model is None:
+            raise ModelError("this Encryptor has no model to predict labels with")
         return predict(self.model, arr, device=str(self.device))
 
-    def encrypt(self, images: np.ndarray, labels: Sequence[int] | np.ndarray) -> EncryptionResult:
+    def _perturb(
+        self, x: torch.Tensor, targets: np.ndarray, mask: torch.Tensor | None
+    ) -> PGDOutput:
+        """Per-target outputs (one row per (image, target)) in the settings' mode."""
+        cfg = self.settings
+        n = self.key.num_classes
+        t = torch.from_numpy(targets).to(self.device)
+        if cfg.mode == "paper":
+            assert self.model is not None
+            return targeted_pgd_l2(self.model, x, t, settings=cfg, num_classes=n, mask=mask)
+        start, eps = x, cfg.eps
+        if cfg.mode in ("shortcut", "shortcut+poison"):
+            # the split: of eps^2 under L2 (a shortcut and a crafted part that are about
+            # orthogonal then add up to about eps), of eps under Linf (amplitudes add); the
+            # combiner's projection re-checks the total either way
+            share = 1.0 if cfg.mode == "shortcut" else cfg.shortcut_share
+            s_eps, p_eps = (
+                (share**0.5 * cfg.eps, (1.0 - share) ** 0.5 * cfg.eps)
+                if cfg.norm == "l2"
+                else (share * cfg.eps, (1.0 - share) * cfg.eps)
+            )
+            delta = shortcut_delta(
+                self.key.secret.get_secret_value(),
+                targets,
+                (int(x.shape[-2]), int(x.shape[-1])),
+                eps=s_eps,
+                norm=cfg.norm,
+                patch=cfg.shortcut_patch,
+                mask=mask,
+                device=self.device,
+            )
+            start, eps = (x + delta).clamp(0.0, 1.0), p_eps
+        if cfg.mode == "shortcut":
+            if self.model is None:
+                nan = torch.full((x.shape[0],), float("nan"))
+                return PGDOutput(images=start, loss=nan, reached=torch.zeros_like(nan).bool())
+            with torch.no_grad():
+                logits = self.model(start).float()
+            loss = torch.nn.functional.cross_entropy(logits, t, reduction="none")
+            return PGDOutput(images=start, loss=loss, reached=logits.argmax(1) == t)
+        assert self.model is not None
+        return craft_poison(
+            [self.model, *self.ensemble],
+            start,
+            t,
+            settings=cfg,
+            eps=eps,
+            mask=mask,
+            num_classes=n,
+        )
+
+    def encrypt(
+        self,
+        images: np.ndarray,
+        labels: Sequence[int] | np.ndarray,
+        *,
+        masks: np.ndarray | None = None,
+    ) -> EncryptionResult:
         """Encrypt a batch (classes may be mixed) in one batched PGD call.
 
         Args:
             images: (B, H, W) float32 in [0, 1].
             labels: B class indices (true labels, or :meth:`predict`'s for unlabelled data).
+            masks: (B, H, W) bool foreground (e.g. the case's brain mask); default: each
+                image's own (:func:`foreground_mask`).
 
         Raises:
-            ImageFormatError: images of the wrong shape, type or range.
+            ImageFormatError: images of the wrong shape, type or range, or masks of another
+                shape.
             EncryptionKeyError: a label outside the key's classes.
         """
         arr = self._batch(images)
@@ -137,16 +239,22 @@ class Encryptor:
                 f"labels must lie in range({n}) for key {self.key.fingerprint}, got "
                 f"{sorted(set(y.tolist()) - set(range(n)))}"
             )
+        try:
+            fg = foreground_masks(arr, masks)
+        except ValueError as exc:
+            raise ImageFormatError(str(exc)) from None
         targets = [self.key.targets[int(c)] for c in y]
         rows = np.concatenate([np.full(len(t), i) for i, t in enumerate(targets)])
         flat_targets = np.concatenate([np.asarray(t, dtype=np.int64) for t in targets])
         x0 = torch.tensor(arr).unsqueeze(1).to(self.device)  # (B, 1, H, W)
-        out = targeted_pgd_l2(
-            self.model,
-            x0[torch.from_numpy(rows).to(self.device)],
-            torch.from_numpy(flat_targets).to(self.device),
-            settings=self.settings,
-            num_classes=n,
+        mask = (
+            torch.from_numpy(fg).unsqueeze(1).to(self.device, torch.float32)
+            if self.settings.foreground
+            else None
+        )
+        rows_t = torch.from_numpy(rows).to(self.device)
+        out = self._perturb(
+            x0[rows_t], flat_targets, None if mask is None else mask[rows_t].contiguous()
         )
         adv = out.images.float()
         reached = out.reached.cpu().numpy()
@@ -167,8 +275,12 @@ class Encryptor:
                 per_target,
                 self.key.combiner_params[int(c)],
                 eps=self.settings.eps,
+                norm=self.settings.norm,
+                mask=None if mask is None else mask[idx_t],
             )
             success[idx] = reached[sel.numpy()].reshape(len(idx), k).mean(axis=1)
+        if self.model is None:
+            success[:] = np.nan  # no model to ask: shortcut mode run without one
         rel = released[:, 0].contiguous().cpu().numpy().astype(np.float32)
         diff = rel.astype(np.float64) - arr.astype(np.float64)
         l2 = np.sqrt((diff**2).reshape(b, -1).sum(axis=1))
@@ -181,5 +293,14 @@ class Encryptor:
             float(success.mean()),
         )
         return EncryptionResult(
-            images=rel, l2=l2, linf=linf, target_success=success, targets=list(targets)
+            images=rel,
+            l2=l2,
+            linf=linf,
+            target_success=success,
+            targets=list(targets),
+            foreground=fg,
+            psnr=psnr(arr, rel),
+            ssim=ssim(arr, rel),
+            psnr_foreground=psnr(arr, rel, fg),
+            ssim_foreground=ssim(arr, rel, fg),
         )

@@ -325,7 +325,9 @@ def _released(
     for start in range(0, len(images), step):
         sl = slice(start, start + step)
         res = encryptor.encrypt(images[sl], labels[sl])
-        q = quantise(res.images, images[sl], eps=encryptor.settings.eps)
+        q = quantise(
+            res.images, images[sl], eps=encryptor.settings.eps, norm=encryptor.settings.norm
+        )
         out[sl] = dequantise(q)
         success[sl] = res.target_success
         progress(min(start + step, len(images)))

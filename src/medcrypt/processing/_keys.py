@@ -36,6 +36,19 @@ from medcrypt.processing._settings import PGDSettings
 
 __all__ = ["CombinerName", "EncryptionKey"]
 
+#: PGD fields that version 2 keys added, with the values a version 1 key file means (the
+#: paper's plain whole-slice L2 PGD). Version 1 keys load with these, and keep their
+#: fingerprint: it is computed without these fields, as before they existed.
+_V1_PGD: dict[str, Any] = {
+    "mode": "paper",
+    "norm": "l2",
+    "foreground": False,
+    "restarts": 1,
+    "augment": 0.0,
+    "shortcut_patch": 8,
+    "shortcut_share": 0.5,
+}
+
 logger = logging.getLogger(__name__)
 
 CombinerName = Literal["none", "concat", "mixup", "mixup_concat", "cutmix"]
@@ -59,14 +72,16 @@ class EncryptionKey(StrictModel):
         targets: per class, the target classes of its PGD runs (distinct, in range).
         combiner: how the per-target outputs are merged (see ``_combiners``).
         combiner_params: per class, the combiner's secret parameters.
-        pgd: PGD settings used for encryption.
+        version: 2 for keys made now; 1 for key files from before the protection modes (they
+            load as the paper's plain whole-slice PGD, fingerprint unchanged).
+        pgd: PGD settings used for encryption, the protection mode among them.
         seed: the seed targets and parameters were drawn from.
         allow_fixed_points: whether a class may target itself.
         secret: 256-bit random hex, the HMAC key of :attr:`fingerprint`; never shown in repr.
     """
 
     format: Literal["medcrypt-key"] = "medcrypt-key"
-    version: Literal[1] = 1
+    version: Literal[1, 2] = 2
     class_names: tuple[str, ...] = Field(min_length=2)
     targets: tuple[tuple[int, ...], ...]
     combiner: CombinerName
@@ -80,8 +95,28 @@ class EncryptionKey(StrictModel):
     def _hide_secret(self, value: SecretStr) -> str:
         return str(value)  # '**********'; save() writes the real value explicitly
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_pgd(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and data.get("version") == 1
+            and isinstance(data.get("pgd"), dict)
+        ):
+            data = {**data, "pgd": {**_V1_PGD, **data["pgd"]}}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> EncryptionKey:
+        if self.version == 1:
+            newer = {
+                k: getattr(self.pgd, k) for k, v in _V1_PGD.items() if getattr(self.pgd, k) != v
+            }
+            if newer:
+                raise ValueError(
+                    f"a version 1 key predates protection modes and must use the paper's plain "
+                    f"PGD, got pgd {newer}; make a new key (version 2)"
+                )
         n = len(self.class_names)
         if len(set(self.class_names)) != n or any(not c for c in self.class_names):
             raise ValueError(f"class names must be distinct and non-empty, got {self.class_names}")
@@ -238,8 +273,15 @@ class EncryptionKey(StrictModel):
 
     # -- identity -----------------------------------------------------------------------------
 
+    def _dump(self, **kwargs: Any) -> dict[str, Any]:
+        # a version 1 key is dumped exactly as before version 2 fields existed
+        exclude = {"pgd": set(_V1_PGD)} if self.version == 1 else {}
+        data: dict[str, Any] = self.model_dump(mode="json", exclude=exclude, **kwargs)
+        return data
+
     def _public_json(self) -> bytes:
-        data = self.model_dump(mode="json", exclude={"secret"})
+        data = self._dump()
+        data.pop("secret", None)
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @property
@@ -284,7 +326,7 @@ class EncryptionKey(StrictModel):
 
     def to_json(self) -> str:
         """The full key including the secret, as JSON text. Handle as a secret."""
-        data: dict[str, Any] = self.model_dump(mode="json")
+        data = self._dump()
         data["secret"] = self.secret.get_secret_value()
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 

@@ -10,6 +10,17 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 __all__ = ["image_metrics", "l2", "linf", "psnr", "ssim", "targeted_success_rate"]
 
 
+def _masks(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    if mask is None:
+        return None
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim == 2:
+        m = m[None]
+    if m.shape != shape:
+        raise ValueError(f"mask shaped {m.shape} does not match images shaped {shape}")
+    return m
+
+
 def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(a, dtype=np.float64)
     y = np.asarray(b, dtype=np.float64)
@@ -34,22 +45,46 @@ def linf(original: np.ndarray, other: np.ndarray) -> np.ndarray:
     return np.abs(x - y).reshape(x.shape[0], -1).max(axis=1)
 
 
-def psnr(original: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Per-image PSNR in dB with data range 1 (scikit-image); ``inf`` for identical images."""
+def psnr(original: np.ndarray, other: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-image PSNR in dB with data range 1 (scikit-image); ``inf`` for identical images.
+
+    With ``mask`` ((H, W) or (B, H, W) bool) the mean squared error is taken over the masked
+    pixels only (the foreground PSNR); ``nan`` for an empty mask.
+    """
     x, y = _pair(original, other)
+    m = _masks(mask, x.shape)
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
-        if np.array_equal(x[i], y[i]):
+        xi, yi = (x[i], y[i]) if m is None else (x[i][m[i]], y[i][m[i]])
+        if xi.size == 0:
+            out[i] = np.nan
+        elif np.array_equal(xi, yi):
             out[i] = np.inf
         else:
-            out[i] = peak_signal_noise_ratio(x[i], y[i], data_range=1.0)
+            out[i] = peak_signal_noise_ratio(xi, yi, data_range=1.0)
     return out
 
 
-def ssim(original: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Per-image SSIM with data range 1 (scikit-image ``structural_similarity``)."""
+def ssim(original: np.ndarray, other: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-image SSIM with data range 1 (scikit-image ``structural_similarity``).
+
+    With ``mask`` the SSIM map (7x7 windows over the whole image) is averaged over the
+    masked pixels only (the foreground SSIM); ``nan`` for an empty mask.
+    """
     x, y = _pair(original, other)
-    return np.array([structural_similarity(x[i], y[i], data_range=1.0) for i in range(x.shape[0])])
+    m = _masks(mask, x.shape)
+    if m is None:
+        return np.array(
+            [structural_similarity(x[i], y[i], data_range=1.0) for i in range(x.shape[0])]
+        )
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        if not m[i].any():
+            out[i] = np.nan
+            continue
+        _, smap = structural_similarity(x[i], y[i], data_range=1.0, full=True)
+        out[i] = float(smap[m[i]].mean())
+    return out
 
 
 def targeted_success_rate(
@@ -63,11 +98,25 @@ def targeted_success_rate(
     return float((p == t).mean()) if p.size else float("nan")
 
 
-def image_metrics(original: np.ndarray, other: np.ndarray) -> dict[str, np.ndarray]:
-    """All four per-image metrics: ``{"l2", "linf", "psnr", "ssim"}`` -> (B,) arrays."""
-    return {
+def image_metrics(
+    original: np.ndarray, other: np.ndarray, mask: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Per-image metrics: ``{"l2", "linf", "psnr", "ssim"}`` -> (B,) arrays.
+
+    With a foreground ``mask`` also ``"psnr_foreground"``, ``"ssim_foreground"`` (over the
+    mask) and ``"foreground_fraction"`` (the mask's share of the pixels).
+    """
+    out = {
         "l2": l2(original, other),
         "linf": linf(original, other),
         "psnr": psnr(original, other),
         "ssim": ssim(original, other),
     }
+    if mask is not None:
+        x, _ = _pair(original, other)
+        m = _masks(mask, x.shape)
+        assert m is not None
+        out["psnr_foreground"] = psnr(original, other, m)
+        out["ssim_foreground"] = ssim(original, other, m)
+        out["foreground_fraction"] = m.reshape(m.shape[0], -1).mean(axis=1)
+    return out

@@ -197,6 +197,7 @@ def targeted_pgd_l2(
     *,
     settings: PGDSettings | None = None,
     num_classes: int | None = None,
+    mask: torch.Tensor | None = None,
 ) -> PGDOutput:
     """Targeted L2 PGD toward ``targets[i]`` for every row ``images[i]``.
 
@@ -211,6 +212,9 @@ def targeted_pgd_l2(
         targets: (N,) int64 target classes.
         settings: PGD parameters (defaults: :class:`PGDSettings`).
         num_classes: if given, targets are checked to lie in ``range(num_classes)``.
+        mask: (N, 1, H, W) foreground (1 = may change): gradients and the ball are restricted
+            to it, so pixels off the mask keep their input value exactly. ``None`` (the whole
+            image) runs the paper's method unchanged.
 
     Raises:
         EncryptionKeyError: a target is out of range.
@@ -231,6 +235,7 @@ def targeted_pgd_l2(
     bf16, channels_last = resolve_precision(cfg, images.device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x0 = images.detach().to(torch.float32).contiguous(memory_format=fmt)
+    m = None if mask is None else mask.to(x0.device, torch.float32)
     x = x0.clone()
     n = x.shape[0]
     best_x = x0.clone()
@@ -260,9 +265,12 @@ def targeted_pgd_l2(
             (grad,) = torch.autograd.grad(loss.sum(), x)
             with torch.no_grad():
                 consider(x.detach(), logits.detach().float(), loss.detach())
+                if m is not None:
+                    grad = grad * m
                 g = grad / _norms(grad).clamp_min(1e-12)
                 x = x.detach() - cfg.step * g
-                x = (x0 + project_l2(x - x0, cfg.eps)).clamp_(0.0, 1.0)
+                d = x - x0 if m is None else (x - x0) * m
+                x = (x0 + project_l2(d, cfg.eps)).clamp_(0.0, 1.0)
         with torch.no_grad(), autocast:
             logits = model(x)
         with torch.no_grad():

@@ -1,4 +1,9 @@
-"""Quantisation of released images to the output dtype with the L2 budget kept exactly."""
+"""Quantisation of released images to the output dtype with the budget (L2 or L-infinity)
+kept exactly.
+
+A pixel the protection left unchanged rounds to the same code as the original does, so the
+background of a foreground-confined release is bit-identical to the quantised original.
+"""
 
 from __future__ import annotations
 
@@ -19,20 +24,46 @@ def dequantise(q: np.ndarray, *, levels: int = 65535) -> np.ndarray:
     return (q.astype(np.float64) / levels).astype(np.float32)
 
 
-def quantise(
-    protected01: np.ndarray, original01: np.ndarray, *, eps: float, levels: int = 65535
-) -> np.ndarray:
-    """Round ``protected01`` to ``levels + 1`` integer codes, keeping the L2 budget.
+def _quantise_linf(p: np.ndarray, o: np.ndarray, eps: float, levels: int) -> np.ndarray:
+    """Round to codes, then move every code over ``eps`` from ``o`` back inside the band."""
+    q = np.rint(np.clip(p, 0.0, 1.0) * levels)
+    lo = np.maximum(np.ceil((o - eps) * levels), 0.0)
+    hi = np.minimum(np.floor((o + eps) * levels), float(levels))
+    q = np.clip(q, lo, hi)
+    for _ in range(3):  # float64 edge cases: step one code toward the original
+        d = q / levels - o
+        q = np.where(d > eps, q - 1, np.where(d < -eps, q + 1, q))
+    if (np.abs(q / levels - o) > eps).any():
+        worst = float(np.abs(np.rint(o * levels) / levels - o).max())
+        raise ConfigError(
+            f"eps={eps} (linf) is below the quantisation error of the original image itself "
+            f"({worst:.3g} at {levels} levels)",
+            field="eps",
+        )
+    return q
 
-    Guarantees ``||q / levels - original01||_2 <= eps`` per image (computed in float64): if
-    rounding pushes an image over, its perturbation is shrunk (largest factor found by
-    bisection) and re-rounded.
+
+def quantise(
+    protected01: np.ndarray,
+    original01: np.ndarray,
+    *,
+    eps: float,
+    levels: int = 65535,
+    norm: str = "l2",
+) -> np.ndarray:
+    """Round ``protected01`` to ``levels + 1`` integer codes, keeping the budget.
+
+    ``norm="l2"`` guarantees ``||q / levels - original01||_2 <= eps`` per image (computed in
+    float64): if rounding pushes an image over, its perturbation is shrunk (largest factor
+    found by bisection) and re-rounded. ``norm="linf"`` guarantees every pixel within eps:
+    a code rounded over is moved to the nearest code inside the band.
 
     Args:
         protected01: (H, W) or (B, H, W) in [0, 1] (clipped before rounding).
         original01: the originals, same shape.
         eps: the L2 budget.
         levels: the largest code (65535 for uint16, 255 for uint8).
+        norm: ``l2`` or ``linf``, the budget's norm.
 
     Returns:
         uint16 array (uint8 when ``levels <= 255``), same shape.
@@ -49,6 +80,11 @@ def quantise(
     if single:
         p, o = p[None], o[None]
     dtype = np.uint8 if levels <= 255 else np.uint16
+    if norm == "linf":
+        out_linf = _quantise_linf(p, o, eps, levels).astype(dtype)
+        return out_linf[0] if single else out_linf
+    if norm != "l2":
+        raise ValueError(f"expected norm 'l2' or 'linf', got {norm!r}")
 
     def rnd(x: np.ndarray) -> np.ndarray:
         return np.rint(np.clip(x, 0.0, 1.0) * levels)

@@ -56,7 +56,9 @@ SECRET_KEY_FIELDS = (
 )
 #: PGD fields that set the protection (the data owner's decision, fixed by the key). The
 #: other PGD fields (``precision``, ``channels_last``) choose how the same attack is computed.
-PROTECTION_PGD_FIELDS = ("eps", "step", "iters", "best_iterate")
+PROTECTION_PGD_FIELDS = tuple(
+    f for f in PGDSettings.model_fields if f not in ("precision", "channels_last")
+)
 
 
 def settings_from_key(

@@ -19,6 +19,7 @@ from medcrypt.processing._models import Classifier, Normalisation
 from medcrypt.processing._settings import resolve_device
 
 __all__ = [
+    "BatchHook",
     "EpochCallback",
     "EpochRecord",
     "TrainSettings",
@@ -33,6 +34,11 @@ logger = logging.getLogger(__name__)
 #: ``on_epoch(epoch, model)`` after every epoch (1-based), model in eval mode; may return named
 #: metrics (e.g. accuracy on several test sets) that are stored in that epoch's record.
 EpochCallback = Callable[[int, nn.Module], "Mapping[str, float] | None"]
+
+#: ``batch_hook(model, images, labels) -> images`` replaces each (augmented) training batch
+#: before the model sees it, e.g. with adversarial examples (adversarial training). Called with
+#: the model in train mode, on the training device.
+BatchHook = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TrainSettings(StrictModel):
@@ -156,6 +162,7 @@ def train_model(
     fit_normalisation: bool = True,
     progress: ProgressCallback | None = None,
     on_epoch: EpochCallback | None = None,
+    batch_hook: BatchHook | None = None,
 ) -> list[EpochRecord]:
     """Train ``model`` in place with cross-entropy; return the per-epoch history.
 
@@ -172,6 +179,7 @@ def train_model(
             are left alone).
         progress: ``progress(done_epochs, epochs, "epoch k/n")``.
         on_epoch: see :data:`EpochCallback`.
+        batch_hook: see :data:`BatchHook` (``None``: batches are used as drawn).
 
     The model is left in eval mode on ``device``.
     """
@@ -213,6 +221,8 @@ def train_model(
                     continue  # a batch of one breaks batch norm; its sample reappears next epoch
                 xb = _shift(x[idx], cfg.shift, gen).to(dev)
                 yb = y[idx].to(dev)
+                if batch_hook is not None:
+                    xb = batch_hook(model, xb, yb)
                 opt.zero_grad(set_to_none=True)
                 logits = model(xb)
                 loss = loss_fn(logits, yb)

@@ -123,6 +123,13 @@ def test_every_field_has_a_cli_flag_and_flags_round_trip(files: dict[str, str]) 
         "pgd_best_iterate": False,
         "pgd_precision": "fp32",
         "pgd_channels_last": True,
+        "pgd_mode": "poison",
+        "pgd_norm": "linf",
+        "pgd_foreground": False,
+        "pgd_restarts": 2,
+        "pgd_augment": 0.5,
+        "pgd_shortcut_patch": 4,
+        "pgd_shortcut_share": 0.25,
         "formats": "png,nifti,dicom",
         "tumour_labels": "4,1",
         "slice_fallback": "largest_brain",
@@ -142,7 +149,19 @@ def test_every_field_has_a_cli_flag_and_flags_round_trip(files: dict[str, str]) 
     assert set(flags) | {"layout"} == set(options)
     c = load_job_config(overrides=flags)
     assert c.pgd == PGDRequest(
-        eps=1.25, step=0.05, iters=3, best_iterate=False, precision="fp32", channels_last=True
+        eps=1.25,
+        step=0.05,
+        iters=3,
+        best_iterate=False,
+        precision="fp32",
+        channels_last=True,
+        mode="poison",
+        norm="linf",
+        foreground=False,
+        restarts=2,
+        augment=0.5,
+        shortcut_patch=4,
+        shortcut_share=0.25,
     )
     assert c.override_key_pgd is True
     assert c.tumour_labels == (1, 4)
@@ -282,5 +301,12 @@ def test_pgd_request_takes_a_full_settings_object(files: dict[str, str]) -> None
         "iters": 20,
         "best_iterate": True,
         "precision": "auto",
+        "mode": "paper",
+        "norm": "l2",
+        "foreground": True,
+        "restarts": 1,
+        "augment": 0.0,
+        "shortcut_patch": 8,
+        "shortcut_share": 0.5,
     }
     assert JobConfig(**_base(files), pgd={"iters": 3}).pgd.given() == {"iters": 3}

@@ -263,3 +263,26 @@ def test_a_live_claim_keeps_a_case_and_a_stale_one_is_taken_over(
     st.protected, st.label, st.targets = st.original, 1, (2,)
     assert list(write_batch(_pack([(PENDING, st)]), ctx=ctx)["status"]) == [DONE]
     assert not store.exists(claim_key("p0", 0)) and not store.exists(claim_key("p0", 1))
+
+
+def test_write_keeps_a_linf_budget_and_records_foreground_metrics(
+    archive: Path, tmp_path: Path
+) -> None:
+    """A Linf release (protection modes, issue 14) is checked against its own norm."""
+    dest = tmp_path / "dest"
+    eps = 0.02
+    rows = _unpack(_encrypted(archive, dest))
+    st = rows[0][1]
+    assert st.original is not None
+    sign = np.random.default_rng(1).choice([-1.0, 1.0], size=st.original.shape)
+    st.protected = np.clip(st.original + 0.9 * eps * sign, 0, 1).astype(np.float32)
+    from medcrypt.cluster._stages import _pack
+
+    ctx = _ctx(dest, eps=eps, pgd={"eps": eps, "iters": 1, "norm": "linf"})
+    out = write_batch(_pack(rows), ctx=ctx)
+    assert list(out["status"]) == [DONE]
+    rec = CaseRecord.model_validate_json(open_store(str(dest)).get(record_key("p0")))
+    # within the Linf budget, and not shrunk to an L2 ball of radius eps (L2 here is ~0.5)
+    assert 0.01 < rec.metrics.linf <= eps and rec.metrics.l2 > 10 * eps
+    assert rec.pgd["norm"] == "linf"
+    assert rec.metrics.psnr_foreground is not None and rec.metrics.ssim_foreground is not None

@@ -155,3 +155,56 @@ def test_keygen_needs_classes(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["keygen", "--out", str(tmp_path / "k.json")])
     assert res.exit_code != 0
     assert "--phantom-classes" in res.output
+
+
+@pytest.mark.timeout(120)
+def test_keygen_modes_and_encrypt_slices_records(tmp_path: Path, blobs, trained, classes) -> None:  # type: ignore[no-untyped-def]
+    from medcrypt.processing import save_checkpoint
+
+    images, labels = blobs[0][:6], blobs[1][:6]
+    images = np.where(images > 0.3, images, 0.0)  # black background, like MRI slices
+    images = (np.round(images * 65535) / 65535).astype(np.float32)
+    data = tmp_path / "slices"
+    _write_folder(data, images, labels, classes)
+    model_path = tmp_path / "model.pt"
+    save_checkpoint(model_path, trained, arch="resnet18", class_names=classes, width=8)
+    runner = CliRunner()
+    key_path = tmp_path / "key.json"
+    base = ["-q", "keygen", "--classes", ",".join(classes), "--seed", "2"]
+    res = runner.invoke(main, [*base, "--mode", "paper", "--norm", "linf", "--out", str(key_path)])
+    assert res.exit_code == 2 and "paper" in res.output  # paper is L2 only
+    args = ["--mode", "shortcut+poison", "--norm", "linf", "--eps", "0.05", "--step", "0.01"]
+    args += ["--iters", "3", "--restarts", "2", "--out", str(key_path)]
+    res = runner.invoke(main, [*base, *args])
+    assert res.exit_code == 0, res.output
+    key = EncryptionKey.load(key_path)
+    assert (key.pgd.mode, key.pgd.norm, key.pgd.foreground) == ("shortcut+poison", "linf", True)
+    assert (key.pgd.restarts, key.pgd.augment) == (2, 1.0)  # augment: the poison default
+
+    out = tmp_path / "enc"
+    cmd = ["-q", "encrypt-slices", "--data", str(data), "--key", str(key_path)]
+    cmd += ["--model", str(model_path), "--out", str(out), "--ensemble", str(model_path)]
+    res = runner.invoke(main, cmd)
+    assert res.exit_code == 0, res.output
+    for rel in sorted(p.relative_to(data) for p in data.rglob("*") if p.suffix in (".png", ".npy")):
+        if rel.suffix == ".png":
+            before, after = (
+                decode_png16((data / rel).read_bytes()),
+                decode_png16((out / rel).read_bytes()),
+            )
+        else:
+            before, after = np.load(data / rel), np.load(out / rel)
+        diff = np.abs(after.astype(np.float64) - before.astype(np.float64))
+        assert 0 < diff.max() <= 0.05 + 1e-6
+        assert (before == after).mean() > 0.5  # the black background is released unchanged
+        record = json.loads((out / rel).with_suffix(".json").read_text())
+        assert (record["mode"], record["norm"], record["foreground"]) == (
+            "shortcut+poison",
+            "linf",
+            True,
+        )
+        assert record["psnr_foreground"] < record["psnr"]
+        assert 0 < record["foreground_fraction"] < 0.5
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "shortcut+poison" and summary["ensemble_models"] == 1
+    assert key.secret.get_secret_value() not in (out / "summary.json").read_text()

@@ -157,3 +157,62 @@ def test_from_targets_uses_the_given_correspondence(tmp_path: Path) -> None:
         EncryptionKey.from_targets(NAMES, [(0, 3), *paper[1:]], combiner="concat", seed=0)
     with pytest.raises(EncryptionKeyError, match=r"out of range\(5\)"):
         EncryptionKey.from_targets(NAMES, [(1, 5), *paper[1:]], combiner="concat", seed=0)
+
+
+# A key file written by the code before protection modes (version 1, commit d641c11), with
+# a test secret; its fingerprint then was mk1:abba0ebf89672ff8.
+_V1_KEY = """{
+  "allow_fixed_points": false,
+  "class_names": ["a", "b", "c"],
+  "combiner": "concat",
+  "combiner_params": [[0.33426], [0.394724], [0.62051]],
+  "format": "medcrypt-key",
+  "pgd": {"best_iterate": true, "channels_last": null, "eps": 0.8, "iters": 6,
+          "precision": "auto", "step": 0.1},
+  "secret": "abababababababababababababababababababababababababababababababab",
+  "seed": 3,
+  "targets": [[1, 2], [2, 0], [0, 1]],
+  "version": 1
+}
+"""
+
+
+def test_version_1_key_files_still_load_unchanged(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    path = tmp_path / "old.json"
+    path.write_text(_V1_KEY)
+    path.chmod(0o600)
+    key = EncryptionKey.load(path)
+    assert key.version == 1
+    assert key.fingerprint == "mk1:abba0ebf89672ff8"
+    # the paper's plain whole-slice PGD, as the file meant when it was written
+    assert (key.pgd.mode, key.pgd.norm, key.pgd.foreground) == ("paper", "l2", False)
+    saved = json.loads(key.to_json())
+    assert saved["pgd"] == json.loads(_V1_KEY)["pgd"]  # written back without the new fields
+    again = tmp_path / "again.json"
+    key.save(again)
+    assert EncryptionKey.load(again).fingerprint == key.fingerprint
+    # a version 1 file cannot claim a mode that did not exist then
+    bad = json.loads(_V1_KEY)
+    bad["pgd"]["foreground"] = True
+    path.write_text(json.dumps(bad))
+    with pytest.raises(EncryptionKeyError, match="version 1"):
+        EncryptionKey.load(path)
+
+
+def test_new_keys_record_their_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pgd = PGDSettings(mode="shortcut+poison", norm="linf", eps=0.03, step=0.005)
+    key = EncryptionKey.generate(("a", "b", "c"), combiner="none", seed=1, pgd=pgd)
+    assert key.version == 2
+    loaded = EncryptionKey.load(key.save(tmp_path / "k.json"))
+    assert loaded.pgd == pgd and loaded.fingerprint == key.fingerprint
+    assert (loaded.pgd.restarts, loaded.pgd.augment, loaded.pgd.foreground) == (4, 1.0, True)
+    other = EncryptionKey.generate(
+        ("a", "b", "c"),
+        combiner="none",
+        seed=1,
+        pgd=pgd.model_copy(update={"norm": "l2"}),
+        secret=key.secret.get_secret_value(),
+    )
+    assert other.fingerprint != key.fingerprint  # the mode settings are part of the key

@@ -371,3 +371,14 @@ def test_phantom_protection_meets_the_bar(phantom_report: ProtectionReport) -> N
     for r in phantom_report.results:
         assert r.original_test_final <= 0.4, r
     assert phantom_report.passes()
+
+
+def test_cli_evaluate_refuses_a_linf_paper_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from medcrypt.cli import main
+
+    args = ["-q", "evaluate", "--mode", "paper", "--norm", "linf", "--out", str(tmp_path / "o")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, res.output
+    assert "paper" in res.output and "linf" in res.output.lower()
