@@ -35,6 +35,12 @@ def foreground_mask(image: np.ndarray, *, dilation: int | None = None) -> np.nda
         dilation: pixels the mask is grown by (default ``max(1, round(min(H, W) / 128))``:
             2 at 256x256, 1 at 32-191 pixels).
 
+    Pixels at the image's floor (its minimum: exactly black in a zero-background slice)
+    are never in the mask, even inside the filled and dilated outline. They carry no
+    anatomy, half of any perturbation there would be clipped away, and changing them
+    would let a reader tell a released slice from its original by its share of black
+    pixels (the reader study's blinding check measures exactly that).
+
     Returns:
         bool (H, W); all False for a constant image (nothing to protect).
     """
@@ -62,7 +68,7 @@ def foreground_mask(image: np.ndarray, *, dilation: int | None = None) -> np.nda
     if r > 0:
         yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
         fg = ndimage.binary_dilation(fg, structure=(yy**2 + xx**2) <= r * r)
-    return np.asarray(fg, dtype=bool)
+    return np.asarray(fg & (a > a.min()), dtype=bool)
 
 
 def foreground_masks(images: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
