@@ -81,6 +81,26 @@ def _model_classes(model: nn.Module, in_channels: int) -> int:
     return int(out.shape[-1])
 
 
+def _within_box(x: torch.Tensor, delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """``x + delta`` clipped to [0, 1], with an L2 delta scaled up where clipping ate it.
+
+    A bright or saturated slice clips away much of a fixed pattern (in a test, 80% of it):
+    under L2 the pattern is scaled up (at most 8x, a few rounds) until the clipped
+    perturbation spends its budget again, then brought back within eps. An Linf pattern
+    already has amplitude eps wherever it is not clipped, so it is only clipped.
+    """
+    if norm != "l2":
+        return (x + delta).clamp(0.0, 1.0)
+    scale = torch.ones(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device)
+    for _ in range(4):
+        size = ((x + delta * scale).clamp(0.0, 1.0) - x).flatten(1).norm(dim=1)
+        grow = torch.where(size > 0, eps / size.clamp_min(1e-12), torch.ones_like(size))
+        scale = (scale * grow.view(-1, 1, 1, 1)).clamp(max=8.0)
+    d = (x + delta * scale).clamp(0.0, 1.0) - x
+    size = d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    return x + d * torch.where(size > eps, eps / size.clamp_min(1e-12), torch.ones_like(size))
+
+
 class Encryptor:
     """Encrypt batches of slices with a key and its base model.
 
@@ -188,7 +208,7 @@ class Encryptor:
                 mask=mask,
                 device=self.device,
             )
-            start, eps = (x + delta).clamp(0.0, 1.0), p_eps
+            start, eps = _within_box(x, delta, s_eps, cfg.norm), p_eps
         if cfg.mode == "shortcut":
             if self.model is None:
                 nan = torch.full((x.shape[0],), float("nan"))
