@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from medcrypt.cli import _submit
 from medcrypt.cli._progress import progress_bar
 
 __all__ = ["register"]
@@ -160,3 +161,4 @@ def register(group: click.Group) -> None:
     """Attach this area's subcommands to the top-level group."""
     group.add_command(encrypt_cmd)
     group.add_command(discover_cmd)
+    _submit.register(group)

@@ -58,7 +58,12 @@ def test_setup_installs_medcrypt_with_pinned_gpu_torch(config: dict[str, Any]) -
     )
     assert worker.index("torch==2.13.0") < worker.index("pip install ~/medcrypt")
     assert "pip install ~/medcrypt" in head and "whl/cpu" in head
-    assert config["file_mounts"] == {"~/medcrypt": "."}
+    assert config["file_mounts"] == {"~/medcrypt": ".", "~/.ray/auth_token": "~/.ray/auth_token"}
+    # ray[default] (dashboard, Jobs API) on every node, and token auth for every `ray start`
+    assert worker.count("pip install ~/medcrypt'[cluster]'") == 1
+    assert "pip install ~/medcrypt'[cluster]'" in head
+    starts = [*prepared["head_start_ray_commands"], *prepared["worker_start_ray_commands"]]
+    assert all("RAY_AUTH_MODE=token ray start" in c for c in starts if "ray start" in c)
 
 
 def test_no_credentials_only_an_instance_profile_placeholder(config: dict[str, Any]) -> None:
