@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import tenacity
+
 from medcrypt.cluster._summary import EXIT_JOB_FAILED, EXIT_OK
 from medcrypt.errors import JobError
 
@@ -80,6 +82,10 @@ def _client(address: str) -> Any:
         raise JobError(f"cannot reach the Ray cluster at {address}: {text}{hint}") from exc
 
 
+def _agent_not_ready(exc: BaseException) -> bool:
+    return "no available agent" in str(exc).lower()
+
+
 def submit_and_wait(
     address: str,
     args: Sequence[str],
@@ -101,8 +107,18 @@ def submit_and_wait(
     """
     client = _client(address)
     runtime_env = {"working_dir": working_dir} if working_dir else None
+    # a head that has just started answers "No available agent to submit job, please try
+    # again later" until its job agent is up (seen in the tests, and a cron line run right
+    # after a cluster restart meets it too): retried for up to a minute, nothing else is
+    submit = tenacity.retry(
+        retry=tenacity.retry_if_exception(_agent_not_ready),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=8.0),
+        stop=tenacity.stop_after_delay(60.0),
+        before_sleep=lambda state: logger.info("Ray job agent not ready yet: retrying"),
+        reraise=True,
+    )(client.submit_job)
     try:
-        job_id = client.submit_job(entrypoint=entrypoint(args), runtime_env=runtime_env)
+        job_id = submit(entrypoint=entrypoint(args), runtime_env=runtime_env)
     except Exception as exc:
         text = str(exc)
         hint = f"; {_AUTH_HINT}" if "auth" in text.lower() or "token" in text.lower() else ""
