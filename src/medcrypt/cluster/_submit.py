@@ -109,11 +109,12 @@ def submit_and_wait(
     runtime_env = {"working_dir": working_dir} if working_dir else None
     # a head that has just started answers "No available agent to submit job, please try
     # again later" until its job agent is up (seen in the tests, and a cron line run right
-    # after a cluster restart meets it too): retried for up to a minute, nothing else is
+    # after a cluster restart meets it too; a cold head on 2 cores took over a minute):
+    # retried for up to three minutes, nothing else is
     submit = tenacity.retry(
         retry=tenacity.retry_if_exception(_agent_not_ready),
         wait=tenacity.wait_exponential(multiplier=0.5, max=8.0),
-        stop=tenacity.stop_after_delay(60.0),
+        stop=tenacity.stop_after_delay(180.0),
         before_sleep=lambda state: logger.info("Ray job agent not ready yet: retrying"),
         reraise=True,
     )(client.submit_job)
