@@ -83,6 +83,10 @@ def ray_head(aws_env: dict[str, str]) -> Iterator[RayHead]:
         f"--port={_free_port()}",
         f"--dashboard-port={dash}",
         "--dashboard-host=127.0.0.1",
+        # the job agent's HTTP port defaults to a fixed 52365: an agent left by an earlier
+        # test's Ray still holds it, and this head then never offers a job agent ("No
+        # available agent to submit job"), as seen when the suite runs in order
+        f"--dashboard-agent-listen-port={_free_port()}",
         "--include-dashboard=true",
         "--num-cpus=2",
         "--num-gpus=0",
