@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from medcrypt.processing._foreground import foreground_masks
+from medcrypt.processing.protection._foreground import foreground_masks
 
 
 def perceptual(originals: np.ndarray, released: np.ndarray) -> dict[str, float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from medcrypt.processing._evaluation import ProtectionReport
+from medcrypt.processing.assessment._evaluation import ProtectionReport
 
 
 def eps_list(text: str) -> tuple[float, ...]:

@@ -23,7 +23,7 @@ import torch
 from _timing import interleaved_medians
 
 from medcrypt.processing import PGDSettings, build_model, prepare_for_pgd
-from medcrypt.processing._pgd import resolve_precision
+from medcrypt.processing.protection._pgd import resolve_precision
 
 
 def _config(text: str) -> tuple[int, int, int]:

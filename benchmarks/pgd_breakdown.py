@@ -29,7 +29,7 @@ from _timing import interleaved_medians
 from torch import nn
 
 from medcrypt.processing import PGDSettings, build_model
-from medcrypt.processing._pgd import prepare_for_pgd, targeted_pgd_l2
+from medcrypt.processing.protection._pgd import prepare_for_pgd, targeted_pgd_l2
 
 
 def main(argv: list[str] | None = None) -> int:

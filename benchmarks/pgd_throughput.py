@@ -45,8 +45,8 @@ from medcrypt.processing import (
     predict,
     train_model,
 )
-from medcrypt.processing._evaluation import paper_key
-from medcrypt.processing._pgd import cpu_has_native_bf16, resolve_precision
+from medcrypt.processing.assessment._evaluation import paper_key
+from medcrypt.processing.protection._pgd import cpu_has_native_bf16, resolve_precision
 
 
 def main(argv: list[str] | None = None) -> int:

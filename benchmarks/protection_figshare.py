@@ -49,9 +49,9 @@ from _frontier import (
 )
 
 from medcrypt.processing import EncryptionKey, PGDSettings, TrainSettings, audit_key_recovery
-from medcrypt.processing._counter import DEFAULT_COUNTER_ATTACKS, audit_counter_attacks
-from medcrypt.processing._evaluation import encrypt_splits
-from medcrypt.processing._victims import VictimScores, fit_victim
+from medcrypt.processing.assessment._counter import DEFAULT_COUNTER_ATTACKS, audit_counter_attacks
+from medcrypt.processing.assessment._evaluation import encrypt_splits
+from medcrypt.processing.assessment._victims import VictimScores, fit_victim
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,7 @@
 """Protection report on synthetic phantoms at a larger scale than the slow test.
 
-Runs the paper's Table-12 protocol (see ``medcrypt.processing._evaluation``): train a base
+Runs the paper's Table-12 protocol (see ``medcrypt.processing.assessment._evaluation``):
+train a base
 ResNet-18 on clean phantoms, encrypt the training split with true labels and the test split
 with predicted labels, train each architecture on the encrypted data, and report accuracy on
 the encrypted and the original test set (peak and final) next to the clean baseline, plus
@@ -33,7 +34,7 @@ from _protection import eps_list
 
 from medcrypt.medical import CLASS_NAMES
 from medcrypt.processing import EncryptionKey, PGDSettings, TrainSettings, release_json
-from medcrypt.processing._evaluation import (
+from medcrypt.processing.assessment._evaluation import (
     ProtectionReport,
     ProtectionSettings,
     paper_key,

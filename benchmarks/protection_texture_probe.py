@@ -25,7 +25,11 @@ import torch
 
 from medcrypt.medical import CLASS_NAMES, make_phantom_slices
 from medcrypt.processing import PGDSettings, TrainSettings, build_model, train_model
-from medcrypt.processing._evaluation import ProtectionSettings, evaluate_protection, paper_key
+from medcrypt.processing.assessment._evaluation import (
+    ProtectionSettings,
+    evaluate_protection,
+    paper_key,
+)
 
 SIZE = 64
 

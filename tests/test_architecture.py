@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,13 @@ FORBIDDEN = {
         "medcrypt.processing",
         "medcrypt.medical",
     },
+    # inside processing: assessment -> protection -> models, never back up
+    "processing/models": {
+        "medcrypt.processing.protection",
+        "medcrypt.processing.assessment",
+        "medcrypt.processing",  # the package's __init__ re-exports all three rooms
+    },
+    "processing/protection": {"medcrypt.processing.assessment", "medcrypt.processing"},
     "study": {"torch", "ray", "medcrypt.processing", "medcrypt.cluster", "medcrypt.cli"},
     "cluster": {"medcrypt.cli", "medcrypt.study", "medcrypt.report"},
     # pages read records and reports as JSON: no torch / ray, nor the packages that write them
@@ -92,7 +100,9 @@ def _violations(package: str) -> list[str]:
     for path in sorted((SRC / package).rglob("*.py")):
         for name in _imports(path):
             for forbidden in FORBIDDEN[package]:
-                if name == forbidden or name.startswith(forbidden + "."):
+                # "medcrypt.processing" alone forbids the re-exporting __init__, not the rooms
+                exact_only = forbidden == "medcrypt.processing" and "/" in package
+                if name == forbidden or (not exact_only and name.startswith(forbidden + ".")):
                     bad.append(f"{path.relative_to(SRC)} imports {name}")
     return bad
 
@@ -101,6 +111,21 @@ def _violations(package: str) -> list[str]:
 def test_dependency_direction(package: str) -> None:
     assert (SRC / package).is_dir()
     assert _violations(package) == []
+
+
+def test_processing_rooms_see_an_upward_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rooms' rule can fail: a models module importing protection is reported."""
+    fake = tmp_path / "processing" / "models"
+    fake.mkdir(parents=True)
+    (fake / "_x.py").write_text(
+        "from medcrypt.processing.protection._keys import EncryptionKey\n", encoding="utf-8"
+    )
+    monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path)
+    assert _violations("processing/models") == [
+        "processing/models/_x.py imports medcrypt.processing.protection._keys"
+    ]
 
 
 def test_checker_sees_a_violation(tmp_path: Path) -> None:

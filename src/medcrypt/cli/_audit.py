@@ -133,7 +133,10 @@ def counter_attacks_command(
     """
     from medcrypt.cli._processing import read_slice_folder
     from medcrypt.processing import ARCHITECTURES, TrainSettings
-    from medcrypt.processing._counter import DEFAULT_COUNTER_ATTACKS, audit_counter_attacks
+    from medcrypt.processing.assessment._counter import (
+        DEFAULT_COUNTER_ATTACKS,
+        audit_counter_attacks,
+    )
 
     known = tuple(c.name for c in DEFAULT_COUNTER_ATTACKS)
     chosen = _names(attacks, known, "counter-attack(s)") if attacks else known

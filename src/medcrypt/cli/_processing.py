@@ -167,7 +167,8 @@ def write_slice(
 
 class SliceRecord(StrictModel):
     """What ``encrypt-slices`` did to one slice. Of the key, only what
-    :mod:`medcrypt.processing._release` allows: fingerprint, PGD settings, number of targets."""
+    :mod:`medcrypt.processing.protection._release` allows: fingerprint, PGD settings, number
+    of targets."""
 
     source: str
     output: str

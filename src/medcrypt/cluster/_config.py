@@ -30,7 +30,7 @@ from medcrypt.cluster._discover import Layout
 from medcrypt.cluster._option_errors import describe_job_errors
 from medcrypt.config import StrictModel, load_config, validate_config
 from medcrypt.errors import ConfigError
-from medcrypt.processing._settings import ProtectionMode
+from medcrypt.processing.protection._settings import ProtectionMode
 from medcrypt.storage import S3Uri, is_s3_uri, local_path, parse_s3_uri
 
 __all__ = [

@@ -11,8 +11,8 @@ import torch
 from medcrypt.errors import ConfigError
 from medcrypt.medical import CLASS_NAMES, make_phantom_slices
 from medcrypt.processing import PGDSettings, TrainSettings, build_model, train_model
-from medcrypt.processing._audit import KeyRecoveryAudit, audit_key_recovery
-from medcrypt.processing._evaluation import paper_key
+from medcrypt.processing.assessment._audit import KeyRecoveryAudit, audit_key_recovery
+from medcrypt.processing.assessment._evaluation import paper_key
 
 
 @pytest.fixture(scope="module")

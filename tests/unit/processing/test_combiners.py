@@ -15,7 +15,7 @@ from medcrypt.processing import (
     random_params,
     validate_combiner,
 )
-from medcrypt.processing._combiners import default_target_count
+from medcrypt.processing.protection._combiners import default_target_count
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from medcrypt.errors import ConfigError
 from medcrypt.processing import TrainSettings, build_model, train_model
-from medcrypt.processing._counter import (
+from medcrypt.processing.assessment._counter import (
     CounterAttack,
     adversarial_hook,
     apply_counter_attack,
@@ -24,7 +24,7 @@ from medcrypt.processing._counter import (
     jpeg_round_trip,
     mix_clean,
 )
-from medcrypt.processing._victims import balanced_accuracy, score_predictions
+from medcrypt.processing.assessment._victims import balanced_accuracy, score_predictions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

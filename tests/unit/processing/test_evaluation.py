@@ -13,7 +13,7 @@ import torch
 from medcrypt.errors import ConfigError
 from medcrypt.medical import CLASS_NAMES, make_phantom_slices
 from medcrypt.processing import PGDSettings, TrainSettings, build_model, train_model
-from medcrypt.processing._evaluation import (
+from medcrypt.processing.assessment._evaluation import (
     PAPER_TARGETS,
     ProtectionReport,
     ProtectionSettings,
@@ -144,7 +144,7 @@ def test_report_structure_json_and_markdown(tiny) -> None:  # type: ignore[no-un
 
 
 def test_passes_applies_each_bar(tiny) -> None:  # type: ignore[no-untyped-def]
-    from medcrypt.processing._evaluation import ArchitectureResult, PerceptualSummary
+    from medcrypt.processing.assessment._evaluation import ArchitectureResult, PerceptualSummary
 
     def perceptual(psnr: float) -> PerceptualSummary:
         return PerceptualSummary(
@@ -180,7 +180,7 @@ def test_passes_applies_each_bar(tiny) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_recall_per_class_marks_absent_classes() -> None:
-    from medcrypt.processing._evaluation import _recall_per_class
+    from medcrypt.processing.assessment._evaluation import _recall_per_class
 
     truth = np.array([0, 0, 1, 1, 1, 3])
     predicted = np.array([0, 1, 1, 1, 0, 2])

@@ -105,7 +105,7 @@ def test_bf16_runs_on_cpu_and_stays_in_budget(trained, blobs_test) -> None:  # t
 
 
 def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from medcrypt.processing import _pgd
+    from medcrypt.processing.protection import _pgd
 
     cpu = torch.device("cpu")
     for native in (True, False):
@@ -129,7 +129,7 @@ def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch) -> No
     ],
 )
 def test_cpuinfo_flags_decide_native_bf16(flags: str, expected: bool) -> None:
-    from medcrypt.processing._pgd import _cpuinfo_has_bf16
+    from medcrypt.processing.protection._pgd import _cpuinfo_has_bf16
 
     text = f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\n"
     assert _cpuinfo_has_bf16(text) is expected
@@ -137,7 +137,7 @@ def test_cpuinfo_flags_decide_native_bf16(flags: str, expected: bool) -> None:
 
 
 def test_bf16_pgd_reaches_targets_as_often_as_fp32(trained, blobs_test) -> None:  # type: ignore[no-untyped-def]
-    from medcrypt.processing._pgd import prepare_for_pgd
+    from medcrypt.processing.protection._pgd import prepare_for_pgd
 
     x = torch.from_numpy(blobs_test[0][:24]).unsqueeze(1)
     t = _other_targets(blobs_test[1][:24], 1)
@@ -158,7 +158,11 @@ def test_bf16_pgd_reaches_targets_as_often_as_fp32(trained, blobs_test) -> None:
 def test_channels_last_is_the_default_and_matches_the_contiguous_layout(
     trained, blobs_test
 ) -> None:  # type: ignore[no-untyped-def]
-    from medcrypt.processing._pgd import cpu_has_native_bf16, prepare_for_pgd, resolve_precision
+    from medcrypt.processing.protection._pgd import (
+        cpu_has_native_bf16,
+        prepare_for_pgd,
+        resolve_precision,
+    )
 
     cpu = torch.device("cpu")
     native = cpu_has_native_bf16()

@@ -26,13 +26,13 @@ from pydantic import Field, SecretStr, ValidationError, field_serializer, model_
 from medcrypt._private_files import write_private
 from medcrypt.config import StrictModel
 from medcrypt.errors import EncryptionKeyError
-from medcrypt.processing._combiners import (
+from medcrypt.processing.protection._combiners import (
     COMBINERS,
     default_target_count,
     random_params,
     validate_combiner,
 )
-from medcrypt.processing._settings import PGDSettings
+from medcrypt.processing.protection._settings import PGDSettings
 
 __all__ = ["CombinerName", "EncryptionKey"]
 

@@ -20,15 +20,21 @@ import torch
 from torch import nn
 
 from medcrypt.errors import EncryptionKeyError, ImageFormatError, ModelError
-from medcrypt.processing._combiners import combine
-from medcrypt.processing._foreground import foreground_masks
-from medcrypt.processing._keys import EncryptionKey
-from medcrypt.processing._metrics import psnr, ssim
-from medcrypt.processing._pgd import PGDOutput, compute_summary, prepare_for_pgd, targeted_pgd_l2
-from medcrypt.processing._poison import craft_poison
-from medcrypt.processing._settings import PGDSettings, resolve_device
-from medcrypt.processing._shortcut import shortcut_delta
-from medcrypt.processing._training import predict
+from medcrypt.processing.models._device import resolve_device
+from medcrypt.processing.models._training import predict
+from medcrypt.processing.protection._combiners import combine
+from medcrypt.processing.protection._foreground import foreground_masks
+from medcrypt.processing.protection._keys import EncryptionKey
+from medcrypt.processing.protection._metrics import psnr, ssim
+from medcrypt.processing.protection._pgd import (
+    PGDOutput,
+    compute_summary,
+    prepare_for_pgd,
+    targeted_pgd_l2,
+)
+from medcrypt.processing.protection._poison import craft_poison
+from medcrypt.processing.protection._settings import PGDSettings
+from medcrypt.processing.protection._shortcut import shortcut_delta
 
 __all__ = ["EncryptionResult", "Encryptor"]
 

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from medcrypt.config import StrictModel
 
-__all__ = ["MODES", "NORMS", "PGDSettings", "ProtectionMode", "resolve_device"]
+__all__ = ["MODES", "NORMS", "PGDSettings", "ProtectionMode"]
 
 ProtectionMode = Literal["paper", "poison", "shortcut", "shortcut+poison"]
 #: the protection modes, in the order the CLI lists them
@@ -119,12 +119,3 @@ class PGDSettings(StrictModel):
     def crafted(self) -> bool:
         """Whether this mode runs PGD against a model (all but ``shortcut``)."""
         return self.mode != "shortcut"
-
-
-def resolve_device(device: str | None) -> str:
-    """``"auto"`` / ``None`` -> ``"cuda"`` when CUDA is available, else ``"cpu"``."""
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)

@@ -33,13 +33,9 @@ from torch import nn
 from medcrypt._types import ProgressCallback
 from medcrypt.config import StrictModel
 from medcrypt.errors import ConfigError, ModelError
-from medcrypt.processing._encrypt import Encryptor
-from medcrypt.processing._keys import EncryptionKey
-from medcrypt.processing._metrics import psnr, ssim
-from medcrypt.processing._models import ARCHITECTURES, build_model
-from medcrypt.processing._quantise import dequantise, quantise
-from medcrypt.processing._settings import PGDSettings, resolve_device
-from medcrypt.processing._training import (
+from medcrypt.processing.models._device import resolve_device
+from medcrypt.processing.models._nets import ARCHITECTURES, build_model
+from medcrypt.processing.models._training import (
     EpochCallback,
     EpochRecord,
     TrainSettings,
@@ -47,6 +43,11 @@ from medcrypt.processing._training import (
     predict,
     train_model,
 )
+from medcrypt.processing.protection._encrypt import Encryptor
+from medcrypt.processing.protection._keys import EncryptionKey
+from medcrypt.processing.protection._metrics import psnr, ssim
+from medcrypt.processing.protection._quantise import dequantise, quantise
+from medcrypt.processing.protection._settings import PGDSettings
 
 __all__ = [
     "ArchitectureResult",

@@ -29,10 +29,11 @@ from torch import nn
 from medcrypt._types import ProgressCallback
 from medcrypt.config import StrictModel
 from medcrypt.errors import ConfigError
-from medcrypt.processing._encrypt import Encryptor
-from medcrypt.processing._keys import EncryptionKey
-from medcrypt.processing._settings import PGDSettings, resolve_device
-from medcrypt.processing._training import evaluate_accuracy
+from medcrypt.processing.models._device import resolve_device
+from medcrypt.processing.models._training import evaluate_accuracy
+from medcrypt.processing.protection._encrypt import Encryptor
+from medcrypt.processing.protection._keys import EncryptionKey
+from medcrypt.processing.protection._settings import PGDSettings
 
 __all__ = ["CandidateScore", "ClassRecovery", "KeyRecoveryAudit", "audit_key_recovery"]
 

@@ -28,8 +28,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from medcrypt.processing._foreground import apply_budget
-from medcrypt.processing._pgd import enforce_budget
+from medcrypt.processing.protection._foreground import apply_budget
+from medcrypt.processing.protection._pgd import enforce_budget
 
 __all__ = [
     "COMBINERS",

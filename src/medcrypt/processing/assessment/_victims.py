@@ -19,8 +19,8 @@ from pydantic import Field
 
 from medcrypt._types import ProgressCallback
 from medcrypt.config import StrictModel
-from medcrypt.processing._models import Classifier, build_model
-from medcrypt.processing._training import BatchHook, TrainSettings, predict, train_model
+from medcrypt.processing.models._nets import Classifier, build_model
+from medcrypt.processing.models._training import BatchHook, TrainSettings, predict, train_model
 
 if TYPE_CHECKING:
     from torch import nn

@@ -39,9 +39,9 @@ from torch import nn
 from medcrypt._types import ProgressCallback
 from medcrypt.config import StrictModel
 from medcrypt.errors import ConfigError
-from medcrypt.processing._pgd import project_l2
-from medcrypt.processing._training import BatchHook, TrainSettings
-from medcrypt.processing._victims import VictimScores, train_victim
+from medcrypt.processing.assessment._victims import VictimScores, train_victim
+from medcrypt.processing.models._training import BatchHook, TrainSettings
+from medcrypt.processing.protection._pgd import project_l2
 
 __all__ = [
     "DEFAULT_COUNTER_ATTACKS",

@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from medcrypt.errors import ConfigError
-from medcrypt.processing._settings import PGDSettings
+from medcrypt.processing.protection._settings import PGDSettings
 
 __all__ = [
     "PROTECTION_PGD_FIELDS",

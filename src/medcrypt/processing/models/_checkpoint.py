@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from medcrypt.errors import ModelError
-from medcrypt.processing._models import Classifier, Normalisation, build_model
-from medcrypt.processing._training import EpochRecord
+from medcrypt.processing.models._nets import Classifier, Normalisation, build_model
+from medcrypt.processing.models._training import EpochRecord
 
 __all__ = ["LoadedModel", "load_checkpoint", "save_checkpoint", "state_dict_hash"]
 

@@ -1,7 +1,8 @@
 """Poison-grade targeted crafting (TAP, Fowl et al. 2021) for the paper's class-targeted
 objective: ``argmin_{||x'-x|| <= eps} E_aug mean_m CE(f_m(aug(x')), t)``.
 
-Beside the paper's plain PGD (:func:`~medcrypt.processing._pgd.targeted_pgd_l2`) this adds
+Beside the paper's plain PGD (:func:`~medcrypt.processing.protection._pgd.targeted_pgd_l2`)
+this adds
 what TAP's authors found to matter:
 
 * differentiable augmentation in the loop (:mod:`._augment`): a fresh random draw per step
@@ -26,10 +27,10 @@ import torch
 from torch import nn
 
 from medcrypt.errors import EncryptionKeyError
-from medcrypt.processing._augment import augment, draw_augmentation
-from medcrypt.processing._foreground import project
-from medcrypt.processing._pgd import PGDOutput, frozen_eval, resolve_precision
-from medcrypt.processing._settings import PGDSettings
+from medcrypt.processing.protection._augment import augment, draw_augmentation
+from medcrypt.processing.protection._foreground import project
+from medcrypt.processing.protection._pgd import PGDOutput, frozen_eval, resolve_precision
+from medcrypt.processing.protection._settings import PGDSettings
 
 __all__ = ["craft_poison"]
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from medcrypt.errors import EncryptionKeyError
-from medcrypt.processing._settings import PGDSettings
+from medcrypt.processing.protection._settings import PGDSettings
 
 __all__ = [
     "PGDOutput",

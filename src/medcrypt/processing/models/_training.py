@@ -15,8 +15,8 @@ from torch import nn
 from medcrypt._types import ProgressCallback
 from medcrypt.config import StrictModel
 from medcrypt.errors import ModelError
-from medcrypt.processing._models import Classifier, Normalisation
-from medcrypt.processing._settings import resolve_device
+from medcrypt.processing.models._device import resolve_device
+from medcrypt.processing.models._nets import Classifier, Normalisation
 
 __all__ = [
     "BatchHook",

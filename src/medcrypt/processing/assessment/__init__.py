@@ -1,0 +1,82 @@
+"""medcrypt.processing.assessment: the science that judges a release: the paper's Table-12 protocol
+(evaluate_protection), victims and their scores, counter-attacks, key recovery.
+May use protection and models; neither of those uses it.
+"""
+
+from __future__ import annotations
+
+from medcrypt.processing.assessment._audit import (
+    CandidateScore,
+    ClassRecovery,
+    KeyRecoveryAudit,
+    audit_key_recovery,
+)
+from medcrypt.processing.assessment._counter import (
+    DEFAULT_COUNTER_ATTACKS,
+    CounterAttack,
+    CounterAttackAudit,
+    CounterAttackRow,
+    adversarial_hook,
+    apply_counter_attack,
+    audit_counter_attacks,
+    down_up,
+    gaussian_blur,
+    gaussian_noise,
+    jpeg_round_trip,
+    mix_clean,
+)
+from medcrypt.processing.assessment._evaluation import (
+    ArchitectureResult,
+    EncryptedSplits,
+    EpochScores,
+    PerceptualSummary,
+    ProtectionReport,
+    ProtectionSettings,
+    encrypt_splits,
+    evaluate_protection,
+    paper_key,
+    phantom_protection_report,
+)
+from medcrypt.processing.assessment._victims import (
+    SetScores,
+    VictimScores,
+    balanced_accuracy,
+    fit_victim,
+    score_predictions,
+    train_victim,
+)
+
+__all__ = [
+    "DEFAULT_COUNTER_ATTACKS",
+    "ArchitectureResult",
+    "CandidateScore",
+    "ClassRecovery",
+    "CounterAttack",
+    "CounterAttackAudit",
+    "CounterAttackRow",
+    "EncryptedSplits",
+    "EpochScores",
+    "KeyRecoveryAudit",
+    "PerceptualSummary",
+    "ProtectionReport",
+    "ProtectionSettings",
+    "SetScores",
+    "VictimScores",
+    "adversarial_hook",
+    "apply_counter_attack",
+    "audit_counter_attacks",
+    "audit_key_recovery",
+    "balanced_accuracy",
+    "down_up",
+    "encrypt_splits",
+    "evaluate_protection",
+    "fit_victim",
+    "gaussian_blur",
+    "gaussian_noise",
+    "jpeg_round_trip",
+    "mix_clean",
+    "paper_key",
+    "phantom_protection_report",
+    "score_predictions",
+    "train_victim",
+]
