@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,3 +107,32 @@ def load_figshare(
             y_test=data.y_test,
         )
     return data
+
+
+def load_boxes(
+    root: Path = DATA, *, size: int = 32, limit: int | None = None
+) -> dict[str, list[list[tuple[int, int, int, int]]]]:
+    """Each image's tumour box(es) in pixels ``(x0, y0, x1, y1)`` at ``size``, per split, in
+    :func:`load_figshare`'s order (labels.csv's ``tumour_boxes``: ``cx cy w h`` fractions,
+    several separated by ``;``; an empty field gives no box)."""
+    out: dict[str, list[list[tuple[int, int, int, int]]]] = {"train": [], "test": []}
+    taken: dict[tuple[str, str], int] = {}
+    for row in _rows(root):
+        if row["split"] not in out:
+            continue
+        k = (row["split"], row["class"])
+        if limit is not None and taken.get(k, 0) >= limit:
+            continue
+        taken[k] = taken.get(k, 0) + 1
+        boxes = []
+        for part in (row.get("tumour_boxes") or "").split(";"):
+            vals = [float(v) for v in part.split()]
+            if len(vals) != 4:
+                continue
+            cx, cy, w, h = (v * size for v in vals)
+            x0, y0 = max(0, int(cx - w / 2)), max(0, int(cy - h / 2))
+            boxes.append(
+                (x0, y0, min(size, math.ceil(cx + w / 2)), min(size, math.ceil(cy + h / 2)))
+            )
+        out[row["split"]].append(boxes)
+    return out

@@ -24,6 +24,7 @@ from medcrypt.processing.assessment._counter import (
     gaussian_noise,
     jpeg_round_trip,
     mix_clean,
+    orthogonal_projection,
 )
 from medcrypt.processing.assessment._evaluation import (
     ArchitectureResult,
@@ -75,6 +76,7 @@ __all__ = [
     "gaussian_noise",
     "jpeg_round_trip",
     "mix_clean",
+    "orthogonal_projection",
     "paper_key",
     "phantom_protection_report",
     "score_predictions",

@@ -56,6 +56,7 @@ __all__ = [
     "gaussian_noise",
     "jpeg_round_trip",
     "mix_clean",
+    "orthogonal_projection",
 ]
 
 CounterKind = Literal["none", "jpeg", "blur", "noise", "downup", "adv_train", "mix_clean"]
@@ -148,6 +149,31 @@ def down_up(images: np.ndarray, factor: int = 2) -> np.ndarray:
         torch.from_numpy(small).unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False
     )
     return up[:, 0].numpy().astype(np.float32)
+
+
+def orthogonal_projection(
+    released: np.ndarray, labels: Sequence[int] | np.ndarray, *, n_classes: int
+) -> np.ndarray:
+    """Sandoval-Segura et al. 2023 ("What can we learn from unlearnable datasets?"): fit a
+    linear classifier (scikit-learn's multinomial logistic regression) on the released
+    pixels, then remove from every image its component in the span of the learned class
+    weights. Class-wise additive noise lives mostly in that span; what is left is trained on.
+
+    Returns (N, H, W) float32 images (no longer clipped to [0, 1]: the victims normalise).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x = _check(released)
+    y = np.asarray(labels, dtype=np.int64)
+    if y.shape != (len(x),):
+        raise ConfigError(f"expected {len(x)} labels, got shape {y.shape}")
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    mean = flat.mean(axis=0)
+    probe = LogisticRegression(max_iter=300, C=1.0).fit(flat - mean, y)
+    w = probe.coef_ if n_classes > 2 else np.vstack([probe.coef_, -probe.coef_])
+    q, _ = np.linalg.qr(w.T)  # (D, C) orthonormal basis of the weights' span
+    out = flat - (flat @ q) @ q.T
+    return out.reshape(x.shape).astype(np.float32)
 
 
 def mix_clean(

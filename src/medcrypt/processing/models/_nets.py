@@ -1,4 +1,5 @@
-"""Classifiers written in the project (no torchvision): ResNet-18, PreAct-ResNet-18, VGG-11.
+"""Classifiers written in the project (no torchvision): ResNet-18, PreAct-ResNet-18, VGG-11
+and a plain five-layer CNN with batch norm (``cnn``, the small-network victim family).
 
 Every model is wrapped in :class:`Classifier`, which takes images in [0, 1] shaped
 (B, C, H, W) and applies the input normalisation itself (stored as buffers), so PGD, training
@@ -20,7 +21,7 @@ from medcrypt.errors import ModelError
 __all__ = ["ARCHITECTURES", "Classifier", "Normalisation", "build_model"]
 
 #: Architectures :func:`build_model` knows. ``resnet18`` is the paper's base model.
-ARCHITECTURES: tuple[str, ...] = ("resnet18", "preact_resnet18", "vgg11")
+ARCHITECTURES: tuple[str, ...] = ("resnet18", "preact_resnet18", "vgg11", "cnn")
 
 
 class Normalisation(StrictModel):
@@ -137,10 +138,28 @@ def _vgg11(num_classes: int, in_channels: int, width: int) -> nn.Module:
     )
 
 
+def _cnn(num_classes: int, in_channels: int, width: int) -> nn.Module:
+    # five 3x3 conv + batch norm + ReLU layers, a 2x2 max pool after each of the first four
+    # (ceil mode: tiny inputs survive), global average pooling, one linear layer
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for i, mult in enumerate((1, 2, 4, 8, 8)):
+        cout = width * mult
+        layers += [nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)]
+        layers.append(nn.ReLU(inplace=True))
+        if i < 4:
+            layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+        cin = cout
+    return nn.Sequential(
+        *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)
+    )
+
+
 _BUILDERS: dict[str, Callable[[int, int, int], nn.Module]] = {
     "resnet18": _resnet18,
     "preact_resnet18": _preact_resnet18,
     "vgg11": _vgg11,
+    "cnn": _cnn,
 }
 
 

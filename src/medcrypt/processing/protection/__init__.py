@@ -74,6 +74,12 @@ from medcrypt.processing.protection._shortcut import (
     shortcut_delta,
     shortcut_pattern,
 )
+from medcrypt.processing.protection._unlearnable import (
+    MinMinResult,
+    MinMinSettings,
+    craft_surrogate,
+    error_minimizing,
+)
 
 __all__ = [
     "COMBINERS",
@@ -86,6 +92,8 @@ __all__ = [
     "EncryptionKey",
     "EncryptionResult",
     "Encryptor",
+    "MinMinResult",
+    "MinMinSettings",
     "PGDOutput",
     "PGDSettings",
     "ProtectionMode",
@@ -97,9 +105,11 @@ __all__ = [
     "compute_summary",
     "cpu_has_native_bf16",
     "craft_poison",
+    "craft_surrogate",
     "dequantise",
     "draw_augmentation",
     "enforce_budget",
+    "error_minimizing",
     "foreground_mask",
     "foreground_masks",
     "image_metrics",

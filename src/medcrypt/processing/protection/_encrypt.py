@@ -4,7 +4,10 @@ Modes (``settings.mode``): ``paper`` runs the paper's batched targeted L2 PGD; `
 TAP-style crafting of :mod:`._poison`; ``shortcut`` the keyed class-wise pattern of
 :mod:`._shortcut` for the target class (no model); ``shortcut+poison`` the pattern with
 ``shortcut_share`` of the budget (of eps^2 under L2, of eps under Linf) plus poison crafting
-on top within the rest (the total re-projected onto the eps-ball after combining). With
+on top within the rest (the total re-projected onto the eps-ball after combining);
+``unlearnable`` the same crafting toward each image's *own* label against the key's min-min
+surrogate (error-minimizing noise, :mod:`._unlearnable`; the key maps every class to itself,
+combiner ``none``). With
 ``settings.foreground`` every mode spends the budget on the foreground mask only and
 background pixels come out bit-identical.
 """
@@ -139,9 +142,10 @@ class Encryptor:
         self.device = torch.device(resolve_device(device))
         if model is None and (self.settings.crafted or ensemble):
             raise ModelError(f"mode {self.settings.mode!r} crafts against a model; none given")
-        if ensemble and self.settings.mode not in ("poison", "shortcut+poison"):
+        if ensemble and self.settings.mode not in ("poison", "shortcut+poison", "unlearnable"):
             raise ModelError(
-                f"a crafting ensemble only serves the poison modes, not {self.settings.mode!r}"
+                f"a crafting ensemble only serves the poison and unlearnable modes, not "
+                f"{self.settings.mode!r}"
             )
         self.in_channels = 1
         prepared: list[nn.Module] = []

@@ -90,6 +90,10 @@ class EncryptionKey(StrictModel):
     seed: int
     allow_fixed_points: bool = False
     secret: SecretStr = Field(min_length=32)
+    #: content hashes (``save_checkpoint``'s ``sha256:...``) of the surrogate model(s) a mode
+    #: ``unlearnable`` key was crafted with (``medcrypt craft``); empty for other modes. Left
+    #: out of the file and the fingerprint when empty, so older keys keep theirs.
+    surrogate: tuple[str, ...] = ()
 
     @field_serializer("secret", when_used="json")
     def _hide_secret(self, value: SecretStr) -> str:
@@ -138,10 +142,27 @@ class EncryptionKey(StrictModel):
                     f"class {y} ({self.class_names[y]}) targets itself (a fixed point y->y) "
                     f"but allow_fixed_points is false"
                 )
+            if self.pgd.mode == "unlearnable" and tgts != (y,):
+                raise ValueError(
+                    f"class {y} ({self.class_names[y]}): a mode 'unlearnable' key maps every "
+                    f"class to itself (error-minimizing noise toward its own label), got "
+                    f"targets {tgts}"
+                )
             try:
                 validate_combiner(self.combiner, len(tgts), params)
             except ValueError as exc:
                 raise ValueError(f"class {y} ({self.class_names[y]}): {exc}") from None
+        if self.pgd.mode == "unlearnable" and (
+            self.combiner != "none" or not self.allow_fixed_points
+        ):
+            raise ValueError(
+                "a mode 'unlearnable' key uses combiner 'none' and allow_fixed_points true, got "
+                f"combiner {self.combiner!r}, allow_fixed_points {self.allow_fixed_points}"
+            )
+        if self.surrogate and self.pgd.mode != "unlearnable":
+            raise ValueError(
+                f"only a mode 'unlearnable' key names a surrogate, not {self.pgd.mode!r}"
+            )
         return self
 
     # -- construction -------------------------------------------------------------------------
@@ -178,6 +199,21 @@ class EncryptionKey(StrictModel):
         """
         names = tuple(str(c) for c in class_names)
         n = len(names)
+        if pgd is not None and pgd.mode == "unlearnable":
+            if combiner != "none" or targets_per_class not in (None, 1):
+                raise EncryptionKeyError(
+                    f"mode 'unlearnable' maps every class to itself with combiner 'none' "
+                    f"(got combiner {combiner!r}, targets_per_class {targets_per_class})"
+                )
+            return cls.from_targets(
+                names,
+                [(y,) for y in range(n)],
+                combiner="none",
+                seed=seed,
+                allow_fixed_points=True,
+                pgd=pgd,
+                secret=secret,
+            )
         if combiner not in COMBINERS:
             raise EncryptionKeyError(
                 f"unknown combiner {combiner!r}; expected one of {', '.join(COMBINERS)}"
@@ -274,8 +310,11 @@ class EncryptionKey(StrictModel):
     # -- identity -----------------------------------------------------------------------------
 
     def _dump(self, **kwargs: Any) -> dict[str, Any]:
-        # a version 1 key is dumped exactly as before version 2 fields existed
-        exclude = {"pgd": set(_V1_PGD)} if self.version == 1 else {}
+        # a version 1 key is dumped exactly as before version 2 fields existed, and a key
+        # without a surrogate exactly as before the field existed
+        exclude: dict[str, Any] = {"pgd": set(_V1_PGD)} if self.version == 1 else {}
+        if not self.surrogate:
+            exclude["surrogate"] = True
         data: dict[str, Any] = self.model_dump(mode="json", exclude=exclude, **kwargs)
         return data
 
@@ -303,7 +342,43 @@ class EncryptionKey(StrictModel):
     def __str__(self) -> str:
         return self.__repr__()
 
+    def with_surrogate(self, content_hashes: Sequence[str]) -> EncryptionKey:
+        """This key naming the surrogate checkpoint(s) it was crafted with (same secret).
+
+        Raises:
+            EncryptionKeyError: not a mode ``unlearnable`` key, or no hash given.
+        """
+        if not content_hashes:
+            raise EncryptionKeyError("a surrogate needs at least one checkpoint hash")
+        data = self._dump()
+        data["surrogate"] = [str(h) for h in content_hashes]
+        data["secret"] = self.secret.get_secret_value()
+        try:
+            return type(self).model_validate(data)
+        except ValidationError as exc:
+            raise EncryptionKeyError(_describe(exc, "key with surrogate")) from None
+
     # -- checks -------------------------------------------------------------------------------
+
+    def check_surrogate(self, content_hashes: Sequence[str]) -> None:
+        """Refuse crafting models that are not this key's surrogate (mode ``unlearnable``).
+
+        Keys of other modes, and unlearnable keys that name no surrogate, accept any model.
+
+        Raises:
+            EncryptionKeyError: a model whose content hash the key does not name, or a
+                surrogate the key names that is missing.
+        """
+        if not self.surrogate:
+            return
+        given, named = list(content_hashes), set(self.surrogate)
+        stray = [h for h in given if h not in named]
+        if stray or set(given) != named:
+            raise EncryptionKeyError(
+                f"key {self.fingerprint} was crafted with surrogate model(s) "
+                f"{sorted(named)}, got {given}: pass the surrogate checkpoint(s) that "
+                f"'medcrypt craft' wrote with this key"
+            )
 
     def check_model(self, num_classes: int, class_names: Sequence[str] | None = None) -> None:
         """Refuse a model this key was not made for.

@@ -59,6 +59,7 @@ def craft_poison(
     mask: torch.Tensor | None = None,
     num_classes: int | None = None,
     seed: int = 0,
+    start: torch.Tensor | None = None,
 ) -> PGDOutput:
     """Targeted crafting toward ``targets[i]`` for every row ``images[i]``.
 
@@ -73,6 +74,8 @@ def craft_poison(
         mask: (N, 1, H, W) foreground (1 = may change), or None for the whole image.
         num_classes: if given, targets are checked to lie in ``range(num_classes)``.
         seed: seed of the random starts and augmentation draws (reproducible crafting).
+        start: (N, C, H, W) perturbation the first restart starts from (default zero): the
+            min-min loop of :mod:`._unlearnable` carries its noise over from round to round.
 
     Raises:
         EncryptionKeyError: a target is out of range.
@@ -145,7 +148,12 @@ def craft_poison(
         for ctx in contexts:
             stack.enter_context(ctx)
         for r in range(settings.restarts):
-            delta = torch.zeros_like(x0) if r == 0 else _random_start(x0, budget, norm, m, gen)
+            if r > 0:
+                delta = _random_start(x0, budget, norm, m, gen)
+            elif start is None:
+                delta = torch.zeros_like(x0)
+            else:
+                delta = project(start.to(x0.device, torch.float32), budget, norm, m)
             delta = ((x0 + delta).clamp(0.0, 1.0) - x0).contiguous(memory_format=fmt)
             for _ in range(settings.iters):
                 delta.requires_grad_(True)

@@ -11,14 +11,17 @@ from medcrypt.config import StrictModel
 
 __all__ = ["MODES", "NORMS", "PGDSettings", "ProtectionMode"]
 
-ProtectionMode = Literal["paper", "poison", "shortcut", "shortcut+poison"]
+ProtectionMode = Literal["paper", "poison", "shortcut", "shortcut+poison", "unlearnable"]
 #: the protection modes, in the order the CLI lists them
-MODES: tuple[str, ...] = ("paper", "poison", "shortcut", "shortcut+poison")
+MODES: tuple[str, ...] = ("paper", "poison", "shortcut", "shortcut+poison", "unlearnable")
 NORMS: tuple[str, ...] = ("l2", "linf")
 
 #: restarts / augment a poison mode gets when the settings do not name them (TAP crafts with
 #: differentiable augmentation on and several restarts; 8 in its repository, 4 here for CPU)
 _POISON_DEFAULTS: dict[str, Any] = {"restarts": 4, "augment": 1.0}
+#: what mode unlearnable gets when not named: error-minimizing noise needs no restarts (it
+#: starts from the clean image, which is already near its own label), and EOT augmentation
+_UNLEARNABLE_DEFAULTS: dict[str, Any] = {"restarts": 1, "augment": 1.0, "iters": 20}
 
 
 class PGDSettings(StrictModel):
@@ -43,7 +46,10 @@ class PGDSettings(StrictModel):
             (TAP-style crafting: differentiable augmentation, restarts, optional Linf and
             model ensemble), ``shortcut`` (keyed class-wise synthetic noise, no model) or
             ``shortcut+poison`` (both inside one budget: the shortcut gets ``shortcut_share``
-            of eps, the crafted part the rest).
+            of eps, the crafted part the rest), or ``unlearnable`` (error-minimizing noise,
+            Huang et al. 2021: every image pushed *toward its own label* against a surrogate
+            crafted by the min-min loop, see ``_unlearnable``; the key maps each class to
+            itself).
         norm: ``l2`` or ``linf`` budget (``paper`` is L2 only).
         foreground: spend the budget on the anatomy only (a mask from the image itself, or
             the case's brain mask); background pixels are released unchanged.
@@ -68,7 +74,8 @@ class PGDSettings(StrictModel):
     mode: ProtectionMode = Field(
         default="paper",
         description="protection mode: paper (plain PGD), poison (augmented, restarts), "
-        "shortcut (keyed synthetic noise, no model) or shortcut+poison",
+        "shortcut (keyed synthetic noise, no model), shortcut+poison, or unlearnable "
+        "(error-minimizing noise against a min-min surrogate)",
     )
     norm: Literal["l2", "linf"] = Field(
         default="l2", description="budget norm: l2 or linf (paper mode: l2 only)"
@@ -102,6 +109,8 @@ class PGDSettings(StrictModel):
     def _mode_defaults(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("mode") in ("poison", "shortcut+poison"):
             data = {**{k: v for k, v in _POISON_DEFAULTS.items() if k not in data}, **data}
+        if isinstance(data, dict) and data.get("mode") == "unlearnable":
+            data = {**{k: v for k, v in _UNLEARNABLE_DEFAULTS.items() if k not in data}, **data}
         return data
 
     @model_validator(mode="after")
