@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _figshare import DATA, load_boxes, load_figshare
+from _figshare import DATA, Figshare, load_boxes, load_figshare
 from _frontier import perceptual
 from _unlearnable_rows import ROWS, Spec, build_row, eps_for_psnr
 from skimage.metrics import structural_similarity
@@ -116,7 +116,13 @@ def victims(
 
 
 def _git() -> str:
-    res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    """The commit this run used ("" where there is no git, e.g. a copied tree on a device)."""
+    try:
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
+        )
+    except OSError:
+        return ""
     return res.stdout.strip()
 
 
@@ -258,6 +264,15 @@ def counter_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _first(data: Figshare, boxes: list[Any], limit: int) -> tuple[Figshare, list[Any]]:
+    def keep(y: np.ndarray) -> np.ndarray:
+        return np.sort(np.concatenate([np.flatnonzero(y == c)[:limit] for c in np.unique(y)]))
+
+    tr, te = keep(data.y_train), keep(data.y_test)
+    small = Figshare(data.x_train[tr], data.y_train[tr], data.x_test[te], data.y_test[te])
+    return small, [boxes[i] for i in tr]
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     lst = lambda f: lambda s: [f(v) for v in s.split(",") if v]  # noqa: E731
@@ -300,8 +315,10 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     args.shift = args.size // 16 if args.shift is None else args.shift
-    data = load_figshare(args.data, size=args.size, limit=args.limit, cache=args.cache)
-    boxes = load_boxes(args.data, size=args.size, limit=args.limit)["train"]
+    data = load_figshare(args.data, size=args.size, cache=args.cache)
+    boxes = load_boxes(args.data, size=args.size)["train"]
+    if args.limit:  # the first --limit images of each class and split (from the cache)
+        data, boxes = _first(data, boxes, args.limit)
     args.out.mkdir(parents=True, exist_ok=True)
     for psnr in args.psnr:
         for row in args.rows:

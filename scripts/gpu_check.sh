@@ -10,16 +10,34 @@
 #   GPU_CHECK_FIGSHARE=1 FIGSHARE_DATA=<figshare-btd folder> bash scripts/gpu_check.sh
 #                                           # also issue 14's figshare frontier at 256x256
 #                                           # (the data is not in the tree: carry or mount it)
+#   GPU_CHECK_UNLEARNABLE=1 bash scripts/gpu_check.sh   # also issue 19's 64x64 sweep
+#                                           # (benchmarks/protection_unlearnable.py, several
+#                                           # processes side by side on the one GPU); needs
+#                                           # .gpu-data from 'bash scripts/gpu_check.sh
+#                                           # --prepare-data' here, carried along
 #
+# Every step is bounded by a timeout and a failed step does not stop the next: a device
+# run is scarce, so one broken check must not cost the others their figures.
 # The device image's python3 (3.12) already holds CUDA torch, numpy, scipy, scikit-image,
 # Pillow, PyYAML and pytest. medcrypt's processing package and its phantoms need only the
 # wheels below on top: SimpleITK, ray and boto3 are not imported by them.
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${GPU_CHECK_WHEELS:-.gpu-wheels}
 PY=${PYTHON:-python3}
 PINS=(pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
   typing_extensions==4.16.0 nibabel==5.4.2 pydicom==3.0.2 torchattacks==3.5.1)
+
+if [ "${1:-}" = "--prepare-data" ]; then
+  # figshare-btd at 64x64 as the benchmarks' .npz cache, plus labels.csv (tumour boxes)
+  mkdir -p .gpu-data/figshare-btd
+  cp "${FIGSHARE_DATA:-../shared/data/figshare-btd}/labels.csv" .gpu-data/figshare-btd/
+  (cd benchmarks && "$PY" -c "from pathlib import Path; from _figshare import load_figshare
+load_figshare(Path('${FIGSHARE_DATA:-../../shared/data/figshare-btd}'), size=64,
+              cache=Path('../.gpu-data'))")
+  ls -l .gpu-data
+  exit 0
+fi
 
 if [ "${1:-}" = "--prepare" ]; then
   rm -rf "$WHEELS" && mkdir -p "$WHEELS"
@@ -29,35 +47,77 @@ if [ "${1:-}" = "--prepare" ]; then
   exit 0
 fi
 
-if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-  echo "gpu_check: no wheels in $WHEELS; run 'bash scripts/gpu_check.sh --prepare' first" >&2
-  exit 2
-fi
-if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
-  echo "gpu_check: the carried wheels are for Python 3.12, this is $("$PY" -V)" >&2
-  exit 2
-fi
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
 SITE=$(mktemp -d)
-"$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --target "$SITE" \
-  "$WHEELS"/*.whl
+# GPU_CHECK_WHEELS=none: a dry run here, with this machine's own packages (what CI has)
+if [ "$WHEELS" != none ]; then
+  if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+    echo "gpu_check: no wheels in $WHEELS; run 'bash scripts/gpu_check.sh --prepare' first" >&2
+    exit 2
+  fi
+  if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+    echo "gpu_check: the carried wheels are for Python 3.12, this is $("$PY" -V)" >&2
+    exit 2
+  fi
+  "$PY" -m pip install -q --disable-pip-version-check --no-index --no-deps --target "$SITE" \
+    "$WHEELS"/*.whl || exit 2
+fi
 export PYTHONPATH="$PWD/src:$SITE" RAY_USAGE_STATS_ENABLED=0
 
+DEV=${GPU_CHECK_DEVICE:-cuda}
+# issue 19's sweep first: on a scarce device run its figures matter most (an open issue)
+if [ "${GPU_CHECK_UNLEARNABLE:-0}" = 1 ]; then
+  # issue 19 at 64x64: one process per share of the rows, side by side on the GPU; each
+  # writes one JSON per (row, PSNR, seed) as it finishes, so a timeout keeps what is done
+  U="$OUT/unl"; mkdir -p "$U/sweep" "$U/counter_a" "$U/counter_b"
+  LIMIT=${GPU_CHECK_UNLEARNABLE_S:-330}
+  # shellcheck disable=SC2206  # GPU_CHECK_UNLEARNABLE_ARGS: extra words (a dry run's --limit)
+  B=(timeout "$LIMIT" "$PY" benchmarks/protection_unlearnable.py --device "$DEV" --size 64
+     --data .gpu-data/figshare-btd --cache .gpu-data --threads 1
+     ${GPU_CHECK_UNLEARNABLE_ARGS:-})
+  pids=()
+  for s in 0 1 2; do
+    "${B[@]}" --rows clean,ue --psnr 35 --seeds "$s" --out "$U/sweep" >"$U/ue35_$s.log" 2>&1 &
+    pids+=($!)
+    "${B[@]}" --rows ue --psnr 40,30 --seeds "$s" --out "$U/sweep" >"$U/ue4030_$s.log" 2>&1 &
+    pids+=($!)
+  done
+  for r in ue_full ue_classwise targeted ue+targeted ue_ensemble; do
+    "${B[@]}" --rows "$r" --psnr 35 --seeds 0,1,2 --out "$U/sweep" >"$U/$r.log" 2>&1 &
+    pids+=($!)
+  done
+  "${B[@]}" --rows ue --psnr 35 --seeds 0 --counter jpeg10,jpeg30,jpeg75,blur1 \
+    --out "$U/counter_a" >"$U/counter_a.log" 2>&1 &
+  pids+=($!)
+  "${B[@]}" --rows ue --psnr 35 --seeds 0 --counter downup2,mix_clean20,orthoproj,adv_train \
+    --out "$U/counter_b" >"$U/counter_b.log" 2>&1 &
+  pids+=($!)
+  for p in "${pids[@]}"; do wait "$p"; done
+  nvidia-smi --query-gpu=memory.used --format=csv >"$U/memory.txt" 2>&1
+  for d in sweep counter_a counter_b; do
+    "$PY" benchmarks/protection_unlearnable.py --summarize "$U/$d" >"$U/summary_$d.md" 2>&1
+  done
+  cat "$U/summary_sweep.md"
+  tar -czf "$OUT/unlearnable.tgz" -C "$OUT" unl && rm -rf "$U"
+fi
+if [ "${GPU_CHECK_BASE:-1}" = 1 ]; then
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   "$PY" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
 } 2>&1 | tee "$OUT/gpu.txt"
 # the CUDA test (bf16 + channels_last PGD reaches its targets, within budget)
-"$PY" -m pytest -q -m gpu tests/unit/processing/test_pgd.py -p no:cacheprovider 2>&1 |
-  tee "$OUT/gpu_tests.txt"
+timeout 60 "$PY" -m pytest -q -m gpu tests/unit/processing/test_pgd.py -p no:cacheprovider \
+  2>&1 | tee "$OUT/gpu_tests.txt"
 # paper scale: ResNet-18 width 64, 320x320, 2 targets, 100 iterations; bf16 vs torchattacks fp32,
 # then both fp32 (what bf16 itself buys)
-"$PY" benchmarks/pgd_throughput.py --device cuda --paper --repeats 3 2>&1 | tee "$OUT/pgd_paper.txt"
-"$PY" benchmarks/pgd_throughput.py --device cuda --paper --repeats 3 --precision fp32 2>&1 |
-  tee "$OUT/pgd_paper_fp32.txt"
-"$PY" benchmarks/bf16_passes.py --device cuda --configs 64x320x64 64x320x128 2>&1 |
+timeout "${GPU_CHECK_PGD_S:-60}" "$PY" benchmarks/pgd_throughput.py --device cuda --paper \
+  --repeats 3 2>&1 | tee "$OUT/pgd_paper.txt"
+timeout "${GPU_CHECK_PGD_S:-60}" "$PY" benchmarks/pgd_throughput.py --device cuda --paper \
+  --repeats 3 --precision fp32 2>&1 | tee "$OUT/pgd_paper_fp32.txt"
+timeout 40 "$PY" benchmarks/bf16_passes.py --device cuda --configs 64x320x64 64x320x128 2>&1 |
   tee "$OUT/bf16_passes.txt"
+fi
 if [ "${GPU_CHECK_PROTECTION:-0}" = 1 ]; then
   timeout 420 "$PY" benchmarks/protection_report.py --device cuda --size 320 --base-width 64 \
     --base-epochs 20 --width 64 --key basic --eps 2.0,5.7 --iters 100 --n-per-class 100 \
