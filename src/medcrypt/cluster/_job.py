@@ -43,12 +43,12 @@ from medcrypt.cluster._stages import (
     CaseState,
     EncryptActor,
     StageContext,
-    _without_work_files,
     fetch_batch,
     initial_row,
     write_batch,
 )
 from medcrypt.cluster._summary import MAX_LISTED, RunSummary, StageTimings
+from medcrypt.cluster._write import _without_work_files
 from medcrypt.errors import ConfigError, JobError, MedcryptError
 from medcrypt.processing import release_json
 from medcrypt.storage import ObjectStore, open_store, split_uri
@@ -514,8 +514,9 @@ def plan_job(config: JobConfig) -> Iterator[PlanEntry]:
     in ``case_id``, why in ``reason``).
     """
     from medcrypt.cluster._commit import plan as plan_case
+    from medcrypt.cluster._fetch import _stat_source
     from medcrypt.cluster._records import source_digest
-    from medcrypt.cluster._stages import _stat_source, _store
+    from medcrypt.cluster._rows import _store
 
     inputs = prepare_job(config)
     ctx = _stage_context(inputs)
