@@ -131,7 +131,7 @@ def counter_attacks_command(
     training at the release's budget, 20% clean data mixed in) gets one fresh victim per
     architecture. Reported: original-test accuracy and balanced accuracy, final and peak.
     """
-    from medcrypt.cli._processing import read_slice_folder
+    from medcrypt.cli._slices import read_slice_folder
     from medcrypt.processing import ARCHITECTURES, TrainSettings
     from medcrypt.processing.assessment._counter import (
         DEFAULT_COUNTER_ATTACKS,

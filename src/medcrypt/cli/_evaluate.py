@@ -347,7 +347,7 @@ def evaluate_command(
                 progress=progress,
             )
         else:
-            from medcrypt.cli._processing import read_slice_folder
+            from medcrypt.cli._slices import read_slice_folder
 
             folder = read_slice_folder(data_dir)
             tr, te = _split(folder.labels, test_fraction, seed)
