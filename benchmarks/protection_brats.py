@@ -52,7 +52,7 @@ from medcrypt.processing import (
     evaluate_accuracy,
     train_model,
 )
-from medcrypt.processing.assessment._evaluation import (
+from medcrypt.processing.assessment import (
     ProtectionReport,
     ProtectionSettings,
     evaluate_protection,

@@ -65,13 +65,13 @@ from medcrypt.processing import (
     project_l2,
     train_model,
 )
-from medcrypt.processing.assessment import _evaluation as evaluation
-from medcrypt.processing.assessment._evaluation import (
+from medcrypt.processing.assessment import (
     ProtectionReport,
     ProtectionSettings,
     evaluate_protection,
     paper_key,
 )
+from medcrypt.processing.assessment import _evaluation as evaluation
 from medcrypt.processing.protection._pgd import _norms, frozen_eval, resolve_precision
 
 

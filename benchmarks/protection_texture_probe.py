@@ -25,7 +25,7 @@ import torch
 
 from medcrypt.medical import CLASS_NAMES, make_phantom_slices
 from medcrypt.processing import PGDSettings, TrainSettings, build_model, train_model
-from medcrypt.processing.assessment._evaluation import (
+from medcrypt.processing.assessment import (
     ProtectionSettings,
     evaluate_protection,
     paper_key,

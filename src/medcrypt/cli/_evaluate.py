@@ -295,7 +295,7 @@ def evaluate_command(
         release_json,
         train_model,
     )
-    from medcrypt.processing.assessment._evaluation import (
+    from medcrypt.processing.assessment import (
         ProtectionReport,
         ProtectionSettings,
         evaluate_protection,

@@ -13,7 +13,7 @@ import torch
 from medcrypt.errors import ConfigError
 from medcrypt.medical import CLASS_NAMES, make_phantom_slices
 from medcrypt.processing import PGDSettings, TrainSettings, build_model, train_model
-from medcrypt.processing.assessment._evaluation import (
+from medcrypt.processing.assessment import (
     PAPER_TARGETS,
     ProtectionReport,
     ProtectionSettings,
@@ -144,7 +144,7 @@ def test_report_structure_json_and_markdown(tiny) -> None:  # type: ignore[no-un
 
 
 def test_passes_applies_each_bar(tiny) -> None:  # type: ignore[no-untyped-def]
-    from medcrypt.processing.assessment._evaluation import ArchitectureResult, PerceptualSummary
+    from medcrypt.processing.assessment._report import ArchitectureResult, PerceptualSummary
 
     def perceptual(psnr: float) -> PerceptualSummary:
         return PerceptualSummary(
