@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
+from medcrypt.cli._options import foreground_option, mode_option, norm_option
 from medcrypt.config import format_validation_error
 
 __all__ = ["register"]
@@ -68,28 +69,9 @@ __all__ = ["register"]
     help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), "
     "fp32 elsewhere.",
 )
-@click.option(
-    "--mode",
-    default="paper",
-    show_default=True,
-    type=click.Choice(["paper", "poison", "shortcut", "shortcut+poison"]),
-    help="paper: the paper's plain targeted L2 PGD (reproduction); poison: TAP-style crafting "
-    "(differentiable augmentation, restarts, Linf option); shortcut: keyed class-wise noise "
-    "patterns, no model needed, IO speed; shortcut+poison: both inside one budget.",
-)
-@click.option(
-    "--norm",
-    default="l2",
-    show_default=True,
-    type=click.Choice(["l2", "linf"]),
-    help="Budget norm (linf needs a poison or shortcut mode).",
-)
-@click.option(
-    "--foreground/--no-foreground",
-    default=True,
-    show_default=True,
-    help="Spend the budget on the anatomy only: background pixels are released unchanged.",
-)
+@mode_option
+@norm_option
+@foreground_option
 @click.option(
     "--restarts",
     type=click.IntRange(min=1),

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from medcrypt.cli._options import device_option
+from medcrypt.cli._options import device_option, epochs_option, seed_option, width_option
 from medcrypt.cli._progress import progress_bar
 from medcrypt.cli._slices import LAYOUT_HELP, SliceRecord, _finite, read_slice_folder, write_slice
 from medcrypt.errors import ConfigError
@@ -36,16 +36,8 @@ logger = logging.getLogger(__name__)
     type=click.Choice(["resnet18", "preact_resnet18", "vgg11"]),
     help="Architecture (the paper's base model is resnet18).",
 )
-@click.option(
-    "--width",
-    default=64,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Channel width of the first stage (64 = the standard network).",
-)
-@click.option(
-    "--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Training epochs."
-)
+@width_option(64)
+@epochs_option(10)
 @click.option(
     "--batch-size",
     default=32,
@@ -71,13 +63,7 @@ logger = logging.getLogger(__name__)
     help="Hold out this fraction (seeded) to report validation accuracy per epoch.",
 )
 @click.option("--classes", help="Comma-separated class order (default: see --data layout).")
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=int,
-    help="Seed of initialisation, shuffling and the validation split.",
-)
+@seed_option
 @device_option
 @click.option(
     "--out",
