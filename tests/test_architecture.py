@@ -145,3 +145,16 @@ def test_no_print_in_library_code() -> None:
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
                 offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert offenders == []
+
+
+#: the longest a module in src/ may grow before it is split along its seams (issue 20)
+MAX_MODULE_LINES = 450
+
+
+def test_no_module_over_the_line_limit() -> None:
+    lengths = {
+        path.relative_to(SRC): len(path.read_text(encoding="utf-8").splitlines())
+        for path in SRC.rglob("*.py")
+    }
+    offenders = sorted(f"{p}: {n} lines" for p, n in lengths.items() if n > MAX_MODULE_LINES)
+    assert offenders == [], f"modules over {MAX_MODULE_LINES} lines: {offenders}"

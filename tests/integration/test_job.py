@@ -29,8 +29,15 @@ import torch
 from _flaky_proxy import FaultPlan, FlakyProxy
 from _ray_cluster import POISON_CASE, encrypt_actor_pids, ray_cluster
 
-from medcrypt.cluster import CaseRecord, QuarantineRecord, RunSummary, run_job
-from medcrypt.cluster._config import JobConfig, job_config_from_mapping, load_job_config
+from medcrypt.cluster import (
+    CaseRecord,
+    JobConfig,
+    QuarantineRecord,
+    RunSummary,
+    job_config_from_mapping,
+    load_job_config,
+    run_job,
+)
 from medcrypt.errors import ConfigError, EncryptionKeyError, ManifestError, ModelError
 from medcrypt.medical import CLASS_NAMES, decode_png16, load_case_slice, write_phantom_case
 from medcrypt.processing import (

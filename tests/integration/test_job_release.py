@@ -33,8 +33,14 @@ import pytest
 from click.testing import CliRunner
 
 from medcrypt.cli import main
-from medcrypt.cluster import CaseRecord, QuarantineRecord, RunSummary, run_job
-from medcrypt.cluster._config import JobConfig, job_config_from_mapping
+from medcrypt.cluster import (
+    CaseRecord,
+    JobConfig,
+    QuarantineRecord,
+    RunSummary,
+    job_config_from_mapping,
+    run_job,
+)
 from medcrypt.errors import ConfigError
 from medcrypt.medical import CLASS_NAMES, write_dicom_series, write_phantom_case
 from medcrypt.processing import EncryptionKey, PGDSettings, build_model, save_checkpoint

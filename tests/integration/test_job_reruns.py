@@ -25,8 +25,7 @@ from _flaky_proxy import FaultPlan, FlakyProxy
 from click.testing import CliRunner
 
 from medcrypt.cli import main
-from medcrypt.cluster import CaseRecord, RunSummary, run_job
-from medcrypt.cluster._config import JobConfig, job_config_from_mapping
+from medcrypt.cluster import CaseRecord, JobConfig, RunSummary, job_config_from_mapping, run_job
 from medcrypt.errors import ConfigError
 from medcrypt.medical import CLASS_NAMES, write_phantom_case
 from medcrypt.processing import EncryptionKey, PGDSettings, build_model, save_checkpoint
@@ -266,7 +265,7 @@ def test_changed_settings_are_reported_and_redone_only_with_redo(
 _DRIVER = """
 import json, sys, ray
 from medcrypt.cluster import run_job
-from medcrypt.cluster._config import job_config_from_mapping
+from medcrypt.cluster import job_config_from_mapping
 ray.init(address=sys.argv[1], log_to_driver=False)
 s = run_job(job_config_from_mapping(json.loads(sys.argv[2]), source="test"))
 print("SUMMARY " + s.model_dump_json())

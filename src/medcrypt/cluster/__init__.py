@@ -7,11 +7,9 @@ are :class:`CaseRecord` / :class:`QuarantineRecord` under dest.
 
 from __future__ import annotations
 
-from medcrypt.cluster._config import (
-    OUTPUT_FORMATS,
+from medcrypt.cluster._config import OUTPUT_FORMATS, JobConfig, OutputFormat
+from medcrypt.cluster._config_load import (
     CliOption,
-    JobConfig,
-    OutputFormat,
     cli_overrides,
     job_cli_options,
     job_config_from_mapping,
