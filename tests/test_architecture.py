@@ -158,3 +158,13 @@ def test_no_module_over_the_line_limit() -> None:
     }
     offenders = sorted(f"{p}: {n} lines" for p, n in lengths.items() if n > MAX_MODULE_LINES)
     assert offenders == [], f"modules over {MAX_MODULE_LINES} lines: {offenders}"
+
+
+def test_the_design_page_that_docstrings_name_exists() -> None:
+    naming = sorted(
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if "DESIGN.md" in path.read_text(encoding="utf-8")
+    )
+    assert naming, "no docstring names DESIGN.md any more: drop this test"
+    assert (SRC.parents[1] / "DESIGN.md").is_file(), f"{naming} name a DESIGN.md that is missing"

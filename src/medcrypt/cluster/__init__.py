@@ -1,4 +1,5 @@
-"""medcrypt.cluster: the Ray Data archive job (see DESIGN.md and docs/internals.md).
+"""medcrypt.cluster: the Ray Data archive job (see DESIGN.md at the repository root, and
+docs/internals.md).
 
 ``run_job(config)`` streams manifest rows through fetch (CPU tasks) -> PGD + combiner (GPU
 actor pool) -> quantise/encode/write (CPU tasks) and returns a :class:`RunSummary`; records
