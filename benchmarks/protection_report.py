@@ -34,7 +34,7 @@ from _protection import eps_list
 
 from medcrypt.medical import CLASS_NAMES
 from medcrypt.processing import EncryptionKey, PGDSettings, TrainSettings, release_json
-from medcrypt.processing.assessment._evaluation import (
+from medcrypt.processing.assessment import (
     ProtectionReport,
     ProtectionSettings,
     paper_key,

@@ -18,4 +18,5 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 echo "== ruff"; ruff check src tests benchmarks; ruff format --check src tests benchmarks
 echo "== mypy"; mypy; mypy benchmarks
-echo "== pytest"; pytest "$@"
+# the 15 slowest tests print at the end, so the next change sees what the suite spends time on
+echo "== pytest"; pytest --durations=15 "$@"

@@ -145,3 +145,26 @@ def test_no_print_in_library_code() -> None:
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
                 offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert offenders == []
+
+
+#: the longest a module in src/ may grow before it is split along its seams (issue 20)
+MAX_MODULE_LINES = 450
+
+
+def test_no_module_over_the_line_limit() -> None:
+    lengths = {
+        path.relative_to(SRC): len(path.read_text(encoding="utf-8").splitlines())
+        for path in SRC.rglob("*.py")
+    }
+    offenders = sorted(f"{p}: {n} lines" for p, n in lengths.items() if n > MAX_MODULE_LINES)
+    assert offenders == [], f"modules over {MAX_MODULE_LINES} lines: {offenders}"
+
+
+def test_the_design_page_that_docstrings_name_exists() -> None:
+    naming = sorted(
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if "DESIGN.md" in path.read_text(encoding="utf-8")
+    )
+    assert naming, "no docstring names DESIGN.md any more: drop this test"
+    assert (SRC.parents[1] / "DESIGN.md").is_file(), f"{naming} name a DESIGN.md that is missing"

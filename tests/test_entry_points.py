@@ -53,3 +53,30 @@ def test_every_cli_option_says_what_it_does() -> None:
         if isinstance(p, click.Option) and not (p.help and p.help.strip())
     ]
     assert bare == [], f"options without --help text: {bare}"
+
+
+def test_every_command_help_runs() -> None:
+    from click.testing import CliRunner
+
+    from medcrypt.cli import main
+
+    runner = CliRunner()
+    for path, _ in _commands(main, "medcrypt"):
+        result = runner.invoke(main, [*path.split()[1:], "--help"])
+        assert result.exit_code == 0, f"{path} --help: {result.output}"
+        assert "Usage:" in result.output
+
+
+def test_shared_options_have_one_declaration_and_one_help() -> None:
+    from medcrypt.cli import main
+    from medcrypt.cli._options import SHARED
+
+    by_path = dict(_commands(main, "medcrypt"))
+    for name, paths in SHARED.items():
+        helps = {}
+        for path in paths:
+            cmd = by_path[f"medcrypt {path}"]
+            opts = [p for p in cmd.params if isinstance(p, click.Option) and name in p.opts]
+            assert len(opts) == 1, f"medcrypt {path} lacks {name}"
+            helps[path] = opts[0].help
+        assert len(set(helps.values())) == 1, f"{name} has several help texts: {helps}"

@@ -22,24 +22,37 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from _cases import (
+    get_object,
+    list_objects,
+    new_bucket,
+    put_manifest,
+    save_owner,
+    upload_broken,
+    upload_phantoms,
+)
 from _flaky_proxy import FaultPlan, FlakyProxy
 from _ray_cluster import POISON_CASE, encrypt_actor_pids, ray_cluster
 
-from medcrypt.cluster import CaseRecord, QuarantineRecord, RunSummary, run_job
-from medcrypt.cluster._config import JobConfig, job_config_from_mapping, load_job_config
+from medcrypt.cluster import (
+    CaseRecord,
+    JobConfig,
+    QuarantineRecord,
+    RunSummary,
+    job_config_from_mapping,
+    load_job_config,
+    run_job,
+)
 from medcrypt.errors import ConfigError, EncryptionKeyError, ManifestError, ModelError
-from medcrypt.medical import CLASS_NAMES, decode_png16, load_case_slice, write_phantom_case
+from medcrypt.medical import decode_png16, load_case_slice
 from medcrypt.processing import (
     EncryptionKey,
     PGDSettings,
-    build_model,
     compute_summary,
     psnr,
-    save_checkpoint,
 )
 
 pytestmark = pytest.mark.integration
@@ -56,22 +69,16 @@ BAD_CASES = ["corrupt_image", "empty_mask", POISON_CASE]
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A tiny base model (width 8) and a key, as local files on the driver."""
-    d = tmp_path_factory.mktemp("assets")
-    model = build_model("resnet18", len(CLASS_NAMES), width=8)
-    model_hash = save_checkpoint(
-        d / "model.pt", model, arch="resnet18", class_names=CLASS_NAMES, width=8
-    )
     # the job takes its PGD settings from the key (a contradicting config is refused)
-    pgd = PGDSettings(eps=EPS, step=0.25, iters=5)
-    key = EncryptionKey.generate(CLASS_NAMES, combiner="mixup", seed=7, pgd=pgd)
-    key.save(d / "key.json")
-    return {"model": d / "model.pt", "key_path": d / "key.json", "key": key, "hash": model_hash}
-
-
-def _upload_dir(s3: Any, bucket: str, local: Path, prefix: str) -> None:
-    for p in sorted(local.rglob("*")):
-        if p.is_file():
-            s3.upload_file(str(p), bucket, f"{prefix}/{p.relative_to(local).as_posix()}")
+    owner = save_owner(
+        tmp_path_factory.mktemp("assets"), {"key": (7, PGDSettings(eps=EPS, step=0.25, iters=5))}
+    )
+    return {
+        "model": owner["model"],
+        "key_path": owner["key"],
+        "key": owner["keys"]["key"],
+        "hash": owner["hash"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +87,7 @@ def archive(
 ) -> dict[str, Any]:
     """Bucket with ``archive/`` (real BraTS + phantoms + bad cases) and ``manifest.csv``."""
     s3 = _s3_admin
-    bucket = f"job-{os.getpid()}-{int(time.time())}"
-    s3.create_bucket(Bucket=bucket)
+    bucket = new_bucket(s3, "job")
     rows: list[dict[str, str]] = []
     for case in brats_cases:  # real data, by path; labels unknown -> predicted
         for name in (BRATS_IMAGE, BRATS_MASK):
@@ -95,47 +101,12 @@ def archive(
             }
         )
     local = tmp_path_factory.mktemp("phantoms")
-    for i, case_id in enumerate([*GOOD_PHANTOMS, POISON_CASE]):
-        fmt = "dicom" if case_id.startswith("ph_dicom") else "nifti"
-        image, mask = write_phantom_case(
-            local / case_id, label=i % 5, seed=100 + i, fmt=fmt, shape=(48, 48, 16)
-        )
-        _upload_dir(s3, bucket, local / case_id, f"archive/{case_id}")
-        rel_image = image.relative_to(local).as_posix() + ("/" if image.is_dir() else "")
-        rows.append(
-            {
-                "case_id": case_id,
-                "image": rel_image,
-                "mask": mask.relative_to(local).as_posix(),
-                "label": CLASS_NAMES[i % 5],
-            }
-        )
+    rows += upload_phantoms(
+        s3, bucket, local, [*GOOD_PHANTOMS, POISON_CASE], seed=100, shape=(48, 48, 16)
+    )
     # corrupt image bytes; a mask with no tumour voxel
-    s3.put_object(Bucket=bucket, Key="archive/corrupt_image/image.nii.gz", Body=b"\x1f\x8bnope")
-    s3.upload_file(
-        str(local / "ph_nifti_0" / "mask.nii.gz"), bucket, "archive/corrupt_image/mask.nii.gz"
-    )
-    mask_img = nib.load(local / "ph_nifti_1" / "mask.nii.gz")
-    empty = nib.Nifti1Image(np.zeros(mask_img.shape, np.uint8), mask_img.affine)
-    nib.save(empty, local / "empty_mask.nii.gz")
-    s3.upload_file(
-        str(local / "ph_nifti_1" / "image.nii.gz"), bucket, "archive/empty_mask/image.nii.gz"
-    )
-    s3.upload_file(str(local / "empty_mask.nii.gz"), bucket, "archive/empty_mask/mask.nii.gz")
-    for case_id in ("corrupt_image", "empty_mask"):
-        rows.append(
-            {
-                "case_id": case_id,
-                "image": f"{case_id}/image.nii.gz",
-                "mask": f"{case_id}/mask.nii.gz",
-                "label": "meningioma",
-            }
-        )
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["case_id", "image", "mask", "label"])
-    writer.writeheader()
-    writer.writerows(rows)
-    s3.put_object(Bucket=bucket, Key="manifest.csv", Body=buf.getvalue().encode())
+    rows += upload_broken(s3, bucket, local, donors=("ph_nifti_0", "ph_nifti_1"))
+    put_manifest(s3, bucket, rows)
     return {"bucket": bucket, "rows": rows, "brats": {c.name: c for c in brats_cases}}
 
 
@@ -164,18 +135,6 @@ def _config(
     return job_config_from_mapping(base, source="test")
 
 
-def _objects(s3: Any, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-        for obj in page.get("Contents", []):
-            out[obj["Key"][len(prefix) + 1 :]] = obj
-    return out
-
-
-def _get(s3: Any, bucket: str, key: str) -> bytes:
-    return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-
-
 class _ActorKiller(threading.Thread):
     """SIGKILLs one live encrypt actor once the first record of the run exists."""
 
@@ -189,7 +148,9 @@ class _ActorKiller(threading.Thread):
         deadline = time.monotonic() + self.timeout
         while not self.stop.is_set() and time.monotonic() < deadline:
             records = [
-                k for k in _objects(self.s3, self.bucket, self.prefix) if k.endswith("/record.json")
+                k
+                for k in list_objects(self.s3, self.bucket, self.prefix)
+                if k.endswith("/record.json")
             ]
             pids = encrypt_actor_pids() if records else []
             if pids:
@@ -244,7 +205,7 @@ def test_every_case_once_with_flaky_s3_killed_actor_and_bad_inputs(
     ), summary
     assert summary.exit_code == 3 and summary.error is None
 
-    objs = _objects(s3, bucket, "out-main")
+    objs = list_objects(s3, bucket, "out-main")
     records = sorted(k for k in objs if k.endswith("/record.json"))
     assert records == sorted(f"{c}/record.json" for c in good)  # each good case exactly once
     quarantined = sorted(k for k in objs if k.startswith("_quarantine/"))
@@ -255,7 +216,9 @@ def test_every_case_once_with_flaky_s3_killed_actor_and_bad_inputs(
 
     # quarantine reasons name the error, the case and (for input errors) the file
     reasons = {
-        c: QuarantineRecord.model_validate_json(_get(s3, bucket, f"out-main/_quarantine/{c}.json"))
+        c: QuarantineRecord.model_validate_json(
+            get_object(s3, bucket, f"out-main/_quarantine/{c}.json")
+        )
         for c in BAD_CASES
     }
     assert reasons["corrupt_image"].stage == "fetch"
@@ -269,10 +232,12 @@ def test_every_case_once_with_flaky_s3_killed_actor_and_bad_inputs(
 
     secret = assets["key"].secret.get_secret_value().encode()
     for key in objs:  # the key's secret never lands under dest
-        assert secret not in _get(s3, bucket, f"out-main/{key}")
+        assert secret not in get_object(s3, bucket, f"out-main/{key}")
 
     for case_id in good:
-        rec = CaseRecord.model_validate_json(_get(s3, bucket, f"out-main/{case_id}/record.json"))
+        rec = CaseRecord.model_validate_json(
+            get_object(s3, bucket, f"out-main/{case_id}/record.json")
+        )
         assert rec.run_id == summary.run_id
         assert rec.key_fingerprint == assets["key"].fingerprint
         assert rec.model_hash == assets["hash"]
@@ -281,7 +246,7 @@ def test_every_case_once_with_flaky_s3_killed_actor_and_bad_inputs(
         assert rec.compute == compute_summary(PGDSettings(**rec.pgd), torch.device("cpu"))
         assert rec.metrics.l2 <= EPS and rec.metrics.within_eps
         # no part of the key's secret mapping: not the combiner, its parameters or the targets
-        raw = _get(s3, bucket, f"out-main/{case_id}/record.json").decode()
+        raw = get_object(s3, bucket, f"out-main/{case_id}/record.json").decode()
         assert "mixup" not in raw and "alpha" not in raw and '"targets"' not in raw
         assert rec.metrics.n_targets == len(assets["key"].targets[rec.label])
         for src in rec.sources:  # versions are the S3 ETags the job read
@@ -294,14 +259,17 @@ def test_every_case_once_with_flaky_s3_killed_actor_and_bad_inputs(
         for out in rec.outputs:  # content-addressed outputs
             import hashlib
 
-            assert hashlib.sha256(_get(s3, bucket, f"out-main/{out.key}")).hexdigest() == out.sha256
+            assert (
+                hashlib.sha256(get_object(s3, bucket, f"out-main/{out.key}")).hexdigest()
+                == out.sha256
+            )
         if case_id in archive["brats"]:
             assert rec.label_source == "predicted"
             folder = archive["brats"][case_id]
             sl = load_case_slice(folder / BRATS_IMAGE, folder / BRATS_MASK, case_id=case_id)
             assert rec.slice.canonical_index == sl.choice.canonical_index
             assert rec.window == pytest.approx(sl.window)
-            png = decode_png16(_get(s3, bucket, f"out-main/{case_id}/encrypted.png"))
+            png = decode_png16(get_object(s3, bucket, f"out-main/{case_id}/encrypted.png"))
             diff = png.astype(np.float64) - sl.array.astype(np.float64)
             assert float(np.sqrt(np.sum(diff**2))) == pytest.approx(rec.metrics.l2, abs=1e-6)
             assert float(psnr(sl.array[None], png[None])[0]) == pytest.approx(
@@ -327,7 +295,7 @@ def test_rerun_skips_done_cases_and_rewrites_nothing(
 
     from medcrypt.cli import main
 
-    before = _objects(_s3_admin, archive["bucket"], "out-main")
+    before = list_objects(_s3_admin, archive["bucket"], "out-main")
     cfg = _config(archive, assets, moto_server, "out-main")
     path = tmp_path / "job.yaml"
     path.write_text(json.dumps(cfg.model_dump(mode="json")), encoding="utf-8")  # JSON is YAML
@@ -335,7 +303,7 @@ def test_rerun_skips_done_cases_and_rewrites_nothing(
     assert result.exit_code == 0, result.output
     assert f"{len(BAD_CASES)} quarantined before (not retried)" in result.output
     assert f"0 done, {len(archive['brats']) + len(GOOD_PHANTOMS)} skipped" in result.output
-    after = _objects(_s3_admin, archive["bucket"], "out-main")
+    after = list_objects(_s3_admin, archive["bucket"], "out-main")
     for key, obj in before.items():
         assert (
             after[key]["ETag"] == obj["ETag"] and after[key]["LastModified"] == obj["LastModified"]
@@ -391,7 +359,7 @@ def test_killed_driver_then_rerun_processes_only_the_remainder(
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            done = [k for k in _objects(s3, bucket, "out-killed") if k.endswith("/record.json")]
+            done = [k for k in list_objects(s3, bucket, "out-killed") if k.endswith("/record.json")]
             if len(done) >= 2 or proc.poll() is not None:
                 break
             time.sleep(0.2)
@@ -403,8 +371,8 @@ def test_killed_driver_then_rerun_processes_only_the_remainder(
             proc.kill()
     time.sleep(6)  # Ray tears down the dead driver's workers; its claims grow stale
     first = {
-        k.split("/")[0]: json.loads(_get(s3, bucket, f"out-killed/{k}"))["run_id"]
-        for k in _objects(s3, bucket, "out-killed")
+        k.split("/")[0]: json.loads(get_object(s3, bucket, f"out-killed/{k}"))["run_id"]
+        for k in list_objects(s3, bucket, "out-killed")
         if k.endswith("/record.json")
     }
     assert 2 <= len(first) < len(phantoms)
@@ -413,8 +381,8 @@ def test_killed_driver_then_rerun_processes_only_the_remainder(
     assert summary.done == len(phantoms) - len(first)
     assert summary.quarantined == 0 and summary.exit_code == 0
     records = {
-        k.split("/")[0]: json.loads(_get(s3, bucket, f"out-killed/{k}"))["run_id"]
-        for k in _objects(s3, bucket, "out-killed")
+        k.split("/")[0]: json.loads(get_object(s3, bucket, f"out-killed/{k}"))["run_id"]
+        for k in list_objects(s3, bucket, "out-killed")
         if k.endswith("/record.json")
     }
     assert sorted(records) == sorted(GOOD_PHANTOMS)  # every case exactly once
@@ -455,4 +423,4 @@ def test_bad_configs_manifests_and_uris_fail_before_any_work(
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError):
         run_job(_config(archive, assets, moto_server, "out-bad", model=str(broken)))
-    assert _objects(s3, bucket, "out-bad") == {}  # nothing written anywhere
+    assert list_objects(s3, bucket, "out-bad") == {}  # nothing written anywhere

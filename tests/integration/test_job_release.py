@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import shutil
 import struct
@@ -26,24 +25,34 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
-import numpy as np
 import pydicom
 import pytest
+from _cases import (
+    BIRTH_DATE,
+    PATIENT_ID,
+    PATIENT_NAME,
+    build_identified_archive,
+    new_bucket,
+    object_bodies,
+    save_owner,
+    upload_dir,
+)
 from click.testing import CliRunner
 
 from medcrypt.cli import main
-from medcrypt.cluster import CaseRecord, QuarantineRecord, RunSummary, run_job
-from medcrypt.cluster._config import JobConfig, job_config_from_mapping
+from medcrypt.cluster import (
+    CaseRecord,
+    JobConfig,
+    QuarantineRecord,
+    RunSummary,
+    job_config_from_mapping,
+    run_job,
+)
 from medcrypt.errors import ConfigError
-from medcrypt.medical import CLASS_NAMES, write_dicom_series, write_phantom_case
-from medcrypt.processing import EncryptionKey, PGDSettings, build_model, save_checkpoint
+from medcrypt.processing import EncryptionKey, PGDSettings
 
 pytestmark = pytest.mark.integration
 
-PATIENT_NAME = "Quinnella^Zebedee"
-PATIENT_ID = "MRN-4815162342"
-BIRTH_DATE = "19610923"
 KEY_SEED = 918273645
 KEY_PGD = PGDSettings(eps=0.6, step=0.2, iters=3)
 
@@ -66,159 +75,22 @@ def ray_local(aws_env: dict[str, str]) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    d = tmp_path_factory.mktemp("owner")
-    save_checkpoint(
-        d / "model.pt",
-        build_model("resnet18", len(CLASS_NAMES), width=8),
-        arch="resnet18",
-        class_names=CLASS_NAMES,
-        width=8,
-    )
-    key = EncryptionKey.generate(CLASS_NAMES, combiner="mixup", seed=KEY_SEED, pgd=KEY_PGD)
-    key.save(d / "key.json")
-    return {"dir": d, "model": d / "model.pt", "key_path": d / "key.json", "key": key}
-
-
-def _upload(s3: Any, bucket: str, local: Path, prefix: str) -> None:
-    for p in sorted(local.rglob("*")):
-        if p.is_file():
-            s3.upload_file(str(p), bucket, f"{prefix}/{p.relative_to(local).as_posix()}")
-
-
-def _identified_series(volume: np.ndarray, affine: np.ndarray, folder: Path, tag: str) -> None:
-    """A DICOM series carrying the known patient identifiers (and their own UIDs)."""
-    files = write_dicom_series(
-        volume, affine, folder, patient_name=PATIENT_NAME, patient_id=PATIENT_ID, uid_entropy=[tag]
-    )
-    for f in files:
-        ds = pydicom.dcmread(f)
-        ds.PatientBirthDate = BIRTH_DATE
-        ds.save_as(f)
-
-
-def _build_archive(root: Path) -> dict[str, Any]:
-    """Good and broken case folders (case-folders layout) and what must never leak."""
-    good: list[str] = []
-    broken: dict[str, str] = {}  # case -> what is wrong
-
-    def phantom(case: str, *, scale: float = 1.0, seed: int = 0) -> tuple[np.ndarray, Any]:
-        image, _ = write_phantom_case(root / case, label=seed % 5, seed=seed, shape=(32, 32, 8))
-        img = nib.load(image)
-        data = np.asarray(img.dataobj, dtype=np.float32) * scale
-        nib.save(nib.Nifti1Image(data, img.affine), image)
-        return data, img.affine
-
-    def as_dicom(case: str, data: np.ndarray, affine: Any, tag: str) -> Path:
-        (root / case / "image.nii.gz").unlink()
-        folder = root / case / "image"
-        _identified_series(data, affine, folder, tag)
-        return folder
-
-    # good: NIfTI and identified DICOM, wide (x1000) and narrow (x0.001) intensity ranges
-    phantom("good_nifti_wide", scale=1000.0, seed=1)
-    phantom("good_nifti_narrow", scale=1e-3, seed=2)
-    for case, scale, seed in (("good_dicom_wide", 1000.0, 3), ("good_dicom_narrow", 1e-3, 4)):
-        data, aff = phantom(case, scale=scale, seed=seed)
-        as_dicom(case, data, aff, case)
-    good += ["good_nifti_wide", "good_nifti_narrow", "good_dicom_wide", "good_dicom_narrow"]
-
-    # broken NIfTI
-    phantom("corrupt_image", seed=5)
-    (root / "corrupt_image" / "image.nii.gz").write_bytes(b"\x1f\x8bnot a volume")
-    phantom("truncated_image", seed=6)
-    raw = (root / "truncated_image" / "image.nii.gz").read_bytes()
-    (root / "truncated_image" / "image.nii.gz").write_bytes(raw[: len(raw) // 2])
-    data, aff = phantom("empty_mask", seed=7)
-    nib.save(nib.Nifti1Image(np.zeros(data.shape, np.uint8), aff), root / "empty_mask/mask.nii.gz")
-    data, aff = phantom("grid_mismatch", seed=8)
-    elsewhere = np.array(aff, dtype=np.float64)
-    elsewhere[:3, 3] += 500.0  # a mask of another scan: no overlap in world space
-    mask = np.ones(data.shape, np.uint8)
-    nib.save(nib.Nifti1Image(mask, elsewhere), root / "grid_mismatch" / "mask.nii.gz")
-    data, aff = phantom("nan_image", seed=9)
-    data[0, 0, :] = np.nan
-    nib.save(nib.Nifti1Image(data, aff), root / "nan_image" / "image.nii.gz")
-    broken.update(
-        corrupt_image="not gzip",
-        truncated_image="cut in half",
-        empty_mask="no tumour voxel",
-        grid_mismatch="mask on another grid",
-        nan_image="NaN voxels",
-    )
-
-    # broken DICOM, every one carrying the patient identifiers
-    data, aff = phantom("mixed_series", seed=10)
-    folder = as_dicom("mixed_series", data, aff, "mixed-a")
-    _identified_series(data[:, :, :4], aff, root / "mixed_b", "mixed-b")
-    for f in sorted((root / "mixed_b").iterdir()):
-        f.rename(folder / f"B_{f.name}")
-    (root / "mixed_b").rmdir()
-    data, aff = phantom("missing_slice", seed=11)
-    folder = as_dicom("missing_slice", data, aff, "missing")
-    sorted(folder.iterdir())[3].unlink()
-    data, aff = phantom("no_pixel_data", seed=12)
-    folder = as_dicom("no_pixel_data", data, aff, "nopix")
-    victim = sorted(folder.iterdir())[2]
-    ds = pydicom.dcmread(victim)
-    del ds.PixelData
-    ds.save_as(victim)
-    data, aff = phantom("two_acquisitions", seed=13)
-    folder = as_dicom("two_acquisitions", data, aff, "acq")
-    ds = pydicom.dcmread(sorted(folder.iterdir())[3])
-    ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=["echo-2"])
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.EchoNumbers = 2
-    ds.save_as(folder / "echo2.dcm")
-    phantom("not_dicom", seed=14)
-    (root / "not_dicom" / "image.nii.gz").unlink()
-    (root / "not_dicom" / "image").mkdir()
-    (root / "not_dicom" / "image" / "IM_0000.dcm").write_bytes(
-        f"{PATIENT_NAME} {PATIENT_ID} is not DICOM".encode()
-    )
-    broken.update(
-        mixed_series="two series in one folder",
-        missing_slice="a gap in the series",
-        no_pixel_data="an object without pixels",
-        two_acquisitions="two acquisitions under one series UID",
-        not_dicom="a file that is not DICOM",
-    )
-
-    # folders that are not cases: discovery leaves them out, the job must say so
-    phantom("no_mask_case", seed=15)
-    (root / "no_mask_case" / "mask.nii.gz").unlink()
-    phantom("bad name (copy)", seed=16)
-    left_out = ["no_mask_case", "bad name (copy)"]
-
-    uids: set[str] = set()
-    for f in root.rglob("*.dcm"):
-        try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-        except pydicom.errors.InvalidDicomError:
-            continue
-        for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-            uids.add(str(ds.get(kw, "")))
-        uids.add(str(ds.get("FrameOfReferenceUID", "")))
-    uids.discard("")
-    return {"good": good, "broken": broken, "left_out": left_out, "uids": sorted(uids)}
+    owner = save_owner(tmp_path_factory.mktemp("owner"), {"key": (KEY_SEED, KEY_PGD)})
+    return {
+        "dir": owner["dir"],
+        "model": owner["model"],
+        "key_path": owner["key"],
+        "key": owner["keys"]["key"],
+    }
 
 
 @pytest.fixture(scope="module")
 def archive(_s3_admin: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("archive-src")
-    found = _build_archive(root)
-    bucket = f"release-{os.getpid()}-{np.random.default_rng().integers(1 << 30)}"
-    _s3_admin.create_bucket(Bucket=bucket)
-    _upload(_s3_admin, bucket, root, "archive")
+    found = build_identified_archive(root)
+    bucket = new_bucket(_s3_admin, "release")
+    upload_dir(_s3_admin, bucket, root, "archive")
     return {**found, "bucket": bucket, "root": root}
-
-
-def _objects(s3: Any, bucket: str, prefix: str) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-        for obj in page.get("Contents", []):
-            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-            out[obj["Key"][len(prefix) + 1 :]] = bytes(body)
-    return out
 
 
 def _png_text(data: bytes) -> bytes:
@@ -336,7 +208,7 @@ def test_no_identifier_path_uid_or_key_field_reaches_dest(
     assert summary.skipped_folders_total == 2
     assert sorted(t.split(":")[0] for t in summary.skipped_folders) == sorted(archive["left_out"])
 
-    dest = _objects(s3_client, bucket, "released")
+    dest = object_bodies(s3_client, bucket, "released")
     stored = RunSummary.model_validate_json(dest["_runs/released/summary.json"])
     assert stored.skipped_folders == summary.skipped_folders
 
@@ -441,7 +313,7 @@ def test_the_keys_pgd_settings_rule_and_an_override_is_explicit_and_recorded(
     assert "--pgd-iters" not in refused.output  # the same value as the key's is fine
     assert "--override-key-pgd" in refused.output
     assert refused.output.count("\n") == 1 and "━" not in refused.output  # no progress line
-    assert _objects(s3_client, b, "pgd-refused") == {}
+    assert object_bodies(s3_client, b, "pgd-refused") == {}
     with pytest.raises(ConfigError, match="contradict the key"):
         run_job(
             _config(
@@ -470,7 +342,7 @@ def test_the_keys_pgd_settings_rule_and_an_override_is_explicit_and_recorded(
     )
     expected = {"eps": {"key": KEY_PGD.eps, "job": 1.5}}
     assert over.done == 1 and over.pgd_overrides == expected
-    dest = _objects(s3_client, b, "pgd-override")
+    dest = object_bodies(s3_client, b, "pgd-override")
     rec = CaseRecord.model_validate_json(dest["good_nifti_wide/record.json"])
     assert rec.pgd["eps"] == 1.5 and rec.metrics.eps == 1.5
     assert rec.pgd_overrides == expected

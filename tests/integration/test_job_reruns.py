@@ -8,11 +8,8 @@ reported per case and redone only with ``--redo`` and a used ``--run-id`` is ref
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _cases import get_object, list_objects, new_bucket, put_manifest, save_owner, upload_phantoms
 from _flaky_proxy import FaultPlan, FlakyProxy
 from click.testing import CliRunner
 
 from medcrypt.cli import main
-from medcrypt.cluster import CaseRecord, RunSummary, run_job
-from medcrypt.cluster._config import JobConfig, job_config_from_mapping
+from medcrypt.cluster import CaseRecord, JobConfig, RunSummary, job_config_from_mapping, run_job
 from medcrypt.errors import ConfigError
-from medcrypt.medical import CLASS_NAMES, write_phantom_case
-from medcrypt.processing import EncryptionKey, PGDSettings, build_model, save_checkpoint
+from medcrypt.processing import PGDSettings
 
 pytestmark = pytest.mark.integration
 
@@ -54,49 +50,26 @@ def ray_address(aws_env: dict[str, str]) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def owner(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("owner")
-    model = build_model("resnet18", len(CLASS_NAMES), width=8)
-    save_checkpoint(d / "model.pt", model, arch="resnet18", class_names=CLASS_NAMES, width=8)
-    fast = PGDSettings(eps=0.8, step=0.3, iters=2)
-    EncryptionKey.generate(CLASS_NAMES, combiner="mixup", seed=3, pgd=fast).save(d / "key.json")
-    # slow PGD, so that two concurrent runs overlap for many seconds
-    slow = PGDSettings(eps=0.8, step=0.05, iters=150)
-    EncryptionKey.generate(CLASS_NAMES, combiner="mixup", seed=4, pgd=slow).save(d / "slow.json")
-    return {"model": d / "model.pt", "key": d / "key.json", "slow": d / "slow.json"}
+    made = save_owner(
+        tmp_path_factory.mktemp("owner"),
+        {
+            "key": (3, PGDSettings(eps=0.8, step=0.3, iters=2)),
+            # slow PGD, so that two concurrent runs overlap for many seconds
+            "slow": (4, PGDSettings(eps=0.8, step=0.05, iters=150)),
+        },
+    )
+    return {"model": made["model"], "key": made["key"], "slow": made["slow"]}
 
 
 @pytest.fixture(scope="module")
 def archive(_s3_admin: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A bucket with ``archive/`` (5 NIfTI, 1 DICOM series, 1 corrupt case) and a manifest."""
-    s3 = _s3_admin
-    bucket = f"reruns-{os.getpid()}-{int(time.time())}"
-    s3.create_bucket(Bucket=bucket)
+    bucket = new_bucket(_s3_admin, "reruns")
     local = tmp_path_factory.mktemp("archive")
-    rows = []
-    for i, case in enumerate([*GOOD, BAD]):
-        fmt = "dicom" if case.startswith("dicom") else "nifti"
-        image, mask = write_phantom_case(
-            local / case, label=i % 5, seed=40 + i, fmt=fmt, shape=(32, 32, 8)
-        )
-        if case == BAD:
-            image.write_bytes(b"\x1f\x8bnot a volume")
-        for p in sorted((local / case).rglob("*")):
-            if p.is_file():
-                s3.upload_file(str(p), bucket, f"archive/{p.relative_to(local).as_posix()}")
-        rel = image.relative_to(local).as_posix() + ("/" if image.is_dir() else "")
-        rows.append(
-            {
-                "case_id": case,
-                "image": rel,
-                "mask": mask.relative_to(local).as_posix(),
-                "label": CLASS_NAMES[i % 5],
-            }
-        )
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["case_id", "image", "mask", "label"])
-    writer.writeheader()
-    writer.writerows(rows)
-    s3.put_object(Bucket=bucket, Key="manifest.csv", Body=buf.getvalue().encode())
+    rows = upload_phantoms(
+        _s3_admin, bucket, local, [*GOOD, BAD], seed=40, shape=(32, 32, 8), corrupt={BAD}
+    )
+    put_manifest(_s3_admin, bucket, rows)
     return bucket
 
 
@@ -125,27 +98,15 @@ def _config(*args: Any, **kw: Any) -> JobConfig:
     return job_config_from_mapping(_mapping(*args, **kw), source="test")
 
 
-def _objects(s3: Any, bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-        for obj in page.get("Contents", []):
-            out[obj["Key"][len(prefix) + 1 :]] = obj
-    return out
-
-
-def _get(s3: Any, bucket: str, key: str) -> bytes:
-    return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-
-
 def _record(s3: Any, bucket: str, dest: str, case: str) -> CaseRecord:
-    return CaseRecord.model_validate_json(_get(s3, bucket, f"{dest}/{case}/record.json"))
+    return CaseRecord.model_validate_json(get_object(s3, bucket, f"{dest}/{case}/record.json"))
 
 
 def _consistent(s3: Any, bucket: str, dest: str, case: str) -> CaseRecord:
     """The case's record, after checking every output it lists has the bytes it names."""
     rec = _record(s3, bucket, dest, case)
     for out in rec.outputs:
-        data = _get(s3, bucket, f"{dest}/{out.key}")
+        data = get_object(s3, bucket, f"{dest}/{out.key}")
         assert hashlib.sha256(data).hexdigest() == out.sha256, (case, out.key)
     return rec
 
@@ -186,13 +147,13 @@ def test_rerun_restores_deleted_outputs_and_records(
     cfg = _config(archive, owner, moto_server, "heal")
     first = run_job(cfg)
     assert first.done == len(GOOD)
-    before = _objects(s3, archive, "heal")
+    before = list_objects(s3, archive, "heal")
     s3.delete_object(Bucket=archive, Key="heal/nifti_0/encrypted.png")
     s3.delete_object(Bucket=archive, Key="heal/nifti_1/record.json")
     s3.delete_object(Bucket=archive, Key="heal/dicom_0/encrypted.dcm")
     healed = run_job(cfg)
     assert (healed.done, healed.skipped) == (3, len(GOOD) - 3), healed
-    after = _objects(s3, archive, "heal")
+    after = list_objects(s3, archive, "heal")
     for case in GOOD:
         rec = _consistent(s3, archive, "heal", case)
         assert {o.key for o in rec.outputs} == {f"{case}/encrypted.png", f"{case}/encrypted.dcm"}
@@ -221,7 +182,7 @@ def test_changed_settings_are_reported_and_redone_only_with_redo(
     s3 = _s3_admin
     first = run_job(_config(archive, owner, moto_server, "change", run_id="night-1"))
     assert first.done == len(GOOD)
-    before = _objects(s3, archive, "change")
+    before = list_objects(s3, archive, "change")
     path = tmp_path / "job.yaml"
     cfg = _mapping(archive, owner, moto_server, "change", formats=["png", "nifti"])
     path.write_text(json.dumps(cfg), encoding="utf-8")  # JSON is YAML
@@ -231,7 +192,7 @@ def test_changed_settings_are_reported_and_redone_only_with_redo(
     assert result.exit_code == 3, result.output
     assert f"{len(GOOD)} changed (not redone; --redo changed)" in result.output
     assert "nifti_0: settings (PGD, formats, slice) differ from the record" in result.output
-    after = _objects(s3, archive, "change")
+    after = list_objects(s3, archive, "change")
     for key in after.keys() - before.keys():  # the summary, the bad case's new marker
         assert key == "_runs/night-2/summary.json" or key.startswith(f"_ledger/{BAD}/"), key
     for key, obj in before.items():
@@ -244,16 +205,20 @@ def test_changed_settings_are_reported_and_redone_only_with_redo(
     # a used run id: refused before any work, the first summary kept
     reused = CliRunner().invoke(main, ["-q", "encrypt", "-c", str(path), "--run-id", "night-1"])
     assert reused.exit_code == 2 and "night-1" in reused.output, reused.output
-    kept = RunSummary.model_validate_json(_get(s3, archive, "change/_runs/night-1/summary.json"))
+    kept = RunSummary.model_validate_json(
+        get_object(s3, archive, "change/_runs/night-1/summary.json")
+    )
     assert kept.run_id == "night-1" and kept.done == len(GOOD)
 
     redo = CliRunner().invoke(
         main, ["-q", "encrypt", "-c", str(path), "--run-id", "night-3", "--redo", "changed"]
     )
     assert redo.exit_code == 0, redo.output
-    summary = RunSummary.model_validate_json(_get(s3, archive, "change/_runs/night-3/summary.json"))
+    summary = RunSummary.model_validate_json(
+        get_object(s3, archive, "change/_runs/night-3/summary.json")
+    )
     assert (summary.done, summary.changed, summary.quarantined_before) == (len(GOOD), 0, 1)
-    after = _objects(s3, archive, "change")
+    after = list_objects(s3, archive, "change")
     for case in GOOD:
         rec = _consistent(s3, archive, "change", case)
         assert rec.run_id == "night-3"
@@ -266,7 +231,7 @@ def test_changed_settings_are_reported_and_redone_only_with_redo(
 _DRIVER = """
 import json, sys, ray
 from medcrypt.cluster import run_job
-from medcrypt.cluster._config import job_config_from_mapping
+from medcrypt.cluster import job_config_from_mapping
 ray.init(address=sys.argv[1], log_to_driver=False)
 s = run_job(job_config_from_mapping(json.loads(sys.argv[2]), source="test"))
 print("SUMMARY " + s.model_dump_json())
@@ -301,7 +266,7 @@ def test_two_concurrent_runs_claim_each_case_once(
     a, b = (_summary_of(p) for p in runs)
     assert a.done + b.done == len(GOOD), (a, b)
     assert a.quarantined + b.quarantined == 1
-    objs = _objects(s3, archive, "both")
+    objs = list_objects(s3, archive, "both")
     owners = {case: _consistent(s3, archive, "both", case).run_id for case in GOOD}
     assert sum(r == "run-a" for r in owners.values()) == a.done
     assert sum(r == "run-b" for r in owners.values()) == b.done
@@ -328,4 +293,4 @@ def test_a_killed_runs_claim_is_taken_over_after_the_lease(
     old = run_job(_config(archive, owner, moto_server, "stale", claim_lease_s=5))
     assert (old.done, old.claimed_elsewhere) == (1, 0), old
     assert _record(s3, archive, "stale", "nifti_0").run_id == old.run_id
-    assert not [k for k in _objects(s3, archive, "stale") if k.startswith("_claims/")]
+    assert not [k for k in list_objects(s3, archive, "stale") if k.startswith("_claims/")]

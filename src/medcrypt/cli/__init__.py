@@ -3,7 +3,8 @@
 Each area registers its subcommands from its own private module so the command tree stays
 in one place without one file owning everything:
 
-- ``_processing``: keygen, train, encrypt-slices
+- ``_keygen``: keygen
+- ``_processing``: train, encrypt-slices (slice folders: ``_slices``)
 - ``_evaluate``: evaluate (protection report), phantoms
 - ``_medical``: slice, phantom-archive
 - ``_cluster``: discover, encrypt
@@ -21,7 +22,17 @@ import sys
 import click
 
 from medcrypt import __version__
-from medcrypt.cli import _audit, _cluster, _demo, _evaluate, _medical, _processing, _report, _study
+from medcrypt.cli import (
+    _audit,
+    _cluster,
+    _demo,
+    _evaluate,
+    _keygen,
+    _medical,
+    _processing,
+    _report,
+    _study,
+)
 from medcrypt.errors import MedcryptError
 
 __all__ = ["main"]
@@ -60,5 +71,15 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj["quiet"] = quiet
 
 
-for _module in (_processing, _evaluate, _medical, _cluster, _demo, _report, _study, _audit):
+for _module in (
+    _keygen,
+    _processing,
+    _evaluate,
+    _medical,
+    _cluster,
+    _demo,
+    _report,
+    _study,
+    _audit,
+):
     _module.register(main)

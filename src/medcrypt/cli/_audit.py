@@ -11,7 +11,14 @@ from pathlib import Path
 
 import click
 
-from medcrypt.cli._options import device_option
+from medcrypt.cli._options import (
+    archs_option,
+    device_option,
+    epochs_option,
+    norm_option,
+    seed_option,
+    width_option,
+)
 from medcrypt.cli._progress import progress_bar
 from medcrypt.errors import ConfigError
 
@@ -59,31 +66,16 @@ def _names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     type=click.FloatRange(min=0, min_open=True),
     help="The release's budget (adversarial training uses it).",
 )
-@click.option(
-    "--norm",
-    default="l2",
-    show_default=True,
-    type=click.Choice(["l2", "linf"]),
-    help="The release budget's norm.",
-)
+@norm_option
 @click.option(
     "--attacks",
     default=None,
     help="Comma-separated counter-attacks (default: all of none, jpeg10, jpeg30, jpeg75, "
     "blur1, noise0.05, downup2, adv_train, mix_clean20).",
 )
-@click.option(
-    "--archs",
-    default="resnet18,vgg11",
-    show_default=True,
-    help="Comma-separated victim architectures (one victim each per counter-attack).",
-)
-@click.option(
-    "--width", default=8, show_default=True, type=click.IntRange(min=1), help="Victim width."
-)
-@click.option(
-    "--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Victim epochs."
-)
+@archs_option
+@width_option(8)
+@epochs_option(10)
 @click.option(
     "--batch-size",
     default=32,
@@ -99,7 +91,7 @@ def _names(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     help="Victims' random-shift augmentation in pixels (0: none).",
 )
 @click.option("--lr", default=1e-3, show_default=True, type=float, help="Adam learning rate.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every victim.")
+@seed_option
 @device_option
 @click.option(
     "--out",
@@ -131,7 +123,7 @@ def counter_attacks_command(
     training at the release's budget, 20% clean data mixed in) gets one fresh victim per
     architecture. Reported: original-test accuracy and balanced accuracy, final and peak.
     """
-    from medcrypt.cli._processing import read_slice_folder
+    from medcrypt.cli._slices import read_slice_folder
     from medcrypt.processing import ARCHITECTURES, TrainSettings
     from medcrypt.processing.assessment._counter import (
         DEFAULT_COUNTER_ATTACKS,

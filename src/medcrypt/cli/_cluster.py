@@ -27,7 +27,7 @@ __all__ = ["register"]
 
 def _job_options(fn: Any) -> Any:
     """Add a flag for every JobConfig field (from the config module's own option list)."""
-    from medcrypt.cluster._config import JobConfig, job_cli_options
+    from medcrypt.cluster import JobConfig, job_cli_options
 
     for opt in reversed(job_cli_options()):
         field = JobConfig.model_fields.get(opt.path[0]) if len(opt.path) == 1 else None
@@ -69,8 +69,7 @@ def encrypt_cmd(config_path: Path | None, dry_run: bool, **options: Any) -> None
     Exit code: 0 all done, skipped or left as they are, 2 not started (bad input), 3 this run
     quarantined some cases, 4 stopped early (rerun resumes).
     """
-    from medcrypt.cluster import plan_job, prepare_job
-    from medcrypt.cluster._config import load_job_config
+    from medcrypt.cluster import load_job_config, plan_job, prepare_job
     from medcrypt.cluster._job import execute
 
     config = load_job_config(config_path, overrides=options)

@@ -19,7 +19,16 @@ import click
 import numpy as np
 from pydantic import ValidationError
 
-from medcrypt.cli._options import device_option
+from medcrypt.cli._options import (
+    archs_option,
+    device_option,
+    epochs_option,
+    foreground_option,
+    mode_option,
+    norm_option,
+    seed_option,
+    width_option,
+)
 from medcrypt.cli._progress import progress_bar
 from medcrypt.config import format_validation_error
 from medcrypt.errors import ConfigError
@@ -51,13 +60,7 @@ logger = logging.getLogger(__name__)
     type=click.IntRange(min=8),
     help="Slice side in pixels.",
 )
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=int,
-    help="Seed of the phantoms (same seed, same slices).",
-)
+@seed_option
 @click.option(
     "--format",
     "fmt",
@@ -160,26 +163,9 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
     type=click.FloatRange(0, 1),
     help="With --data: share of each class held out as the test split.",
 )
-@click.option(
-    "--archs",
-    default="resnet18,vgg11",
-    show_default=True,
-    help="Comma-separated architectures trained on the encrypted data (>= 2 for Table 12).",
-)
-@click.option(
-    "--width",
-    default=8,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Width of the models trained on encrypted data (64 = standard networks).",
-)
-@click.option(
-    "--epochs",
-    default=15,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Training epochs of every evaluated model.",
-)
+@archs_option
+@width_option(8)
+@epochs_option(15)
 @click.option(
     "--base-width",
     type=click.IntRange(min=1),
@@ -206,28 +192,9 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
     type=float,
     help="Budget: L2 norm over the slice, or the largest pixel change with --norm linf.",
 )
-@click.option(
-    "--mode",
-    default="paper",
-    show_default=True,
-    type=click.Choice(["paper", "poison", "shortcut", "shortcut+poison"]),
-    help="Protection mode (see `medcrypt keygen --help`); poison modes craft with 4 "
-    "restarts and full-strength augmentation.",
-)
-@click.option(
-    "--norm",
-    default="l2",
-    show_default=True,
-    type=click.Choice(["l2", "linf"]),
-    help="Budget norm (linf needs a poison or shortcut mode).",
-)
-@click.option(
-    "--foreground/--no-foreground",
-    default=True,
-    show_default=True,
-    help="Spend the budget on the anatomy only (--no-foreground: the whole slice, as "
-    "measured before the foreground budget existed).",
-)
+@mode_option
+@norm_option
+@foreground_option
 @click.option(
     "--step",
     default=0.1,
@@ -238,13 +205,7 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
 @click.option(
     "--iters", default=20, show_default=True, type=click.IntRange(min=1), help="PGD iterations."
 )
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=int,
-    help="Seed of the phantoms (or the --data split), a drawn key and every model.",
-)
+@seed_option
 @device_option
 @click.option(
     "--out",
@@ -284,6 +245,7 @@ def evaluate_command(
     The training split is encrypted with its true labels, the test split with the base
     model's predicted labels. Each architecture is trained on the encrypted training set and
     scored per epoch on the encrypted and the original test set, next to a clean baseline.
+    A drawn key in a poison mode crafts with 4 restarts and full-strength augmentation.
     """
     from medcrypt.processing import (
         EncryptionKey,
@@ -295,7 +257,7 @@ def evaluate_command(
         release_json,
         train_model,
     )
-    from medcrypt.processing.assessment._evaluation import (
+    from medcrypt.processing.assessment import (
         ProtectionReport,
         ProtectionSettings,
         evaluate_protection,
@@ -347,7 +309,7 @@ def evaluate_command(
                 progress=progress,
             )
         else:
-            from medcrypt.cli._processing import read_slice_folder
+            from medcrypt.cli._slices import read_slice_folder
 
             folder = read_slice_folder(data_dir)
             tr, te = _split(folder.labels, test_fraction, seed)

@@ -1,389 +1,24 @@
-"""CLI commands of medcrypt.processing: ``keygen``, ``train``, ``encrypt-slices``.
+"""CLI commands of medcrypt.processing: ``train`` and ``encrypt-slices`` (``keygen``: ``_keygen``).
 
-Slice folders (read by ``train`` and ``encrypt-slices``, written by ``encrypt-slices`` and
-``medcrypt phantoms``) hold one sub-folder per class::
-
-    DIR/<class_name>/<name>.png     greyscale PNG (16-bit: value / 65535; 8-bit: / 255)
-    DIR/<class_name>/<name>.npy     or a float (H, W) array in [0, 1]
-
-Classes are ordered as :data:`medcrypt.medical.CLASS_NAMES` when the folders are exactly those
-names, else sorted by name (``--classes`` fixes another order). Other files are ignored.
+Both read slice folders (``_slices``: layout, reading, writing, the per-slice record).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 import numpy as np
-from pydantic import ValidationError
 
-from medcrypt._types import ProgressCallback
-from medcrypt.cli._options import device_option
+from medcrypt.cli._options import device_option, epochs_option, seed_option, width_option
 from medcrypt.cli._progress import progress_bar
-from medcrypt.config import StrictModel, format_validation_error
-from medcrypt.errors import ConfigError, ImageFormatError
+from medcrypt.cli._slices import LAYOUT_HELP, SliceRecord, _finite, read_slice_folder, write_slice
+from medcrypt.errors import ConfigError
 
-__all__ = ["SliceFolder", "SliceRecord", "read_slice_folder", "register", "write_slice"]
+__all__ = ["register"]
 
 logger = logging.getLogger(__name__)
-
-_EXTS = (".png", ".npy")
-
-LAYOUT_HELP = (
-    "DIR holds one sub-folder per class, each with 2D slices as 16-bit greyscale .png "
-    "(value/65535) or float .npy arrays in [0, 1]: DIR/<class_name>/<name>.png|.npy."
-)
-
-
-# -- slice folders -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SliceFolder:
-    """A labelled slice folder read into memory."""
-
-    images: np.ndarray  # (N, H, W) float32 in [0, 1]
-    labels: np.ndarray  # (N,) int64 index into class_names
-    class_names: tuple[str, ...]
-    paths: tuple[Path, ...]  # relative to the folder root, e.g. meningioma/00003.png
-
-
-def _read_one(path: Path) -> np.ndarray:
-    from medcrypt.medical import decode_png16
-
-    if path.suffix == ".png":
-        try:
-            arr = decode_png16(path.read_bytes())
-        except ImageFormatError as exc:
-            raise ImageFormatError(exc.message, uri=str(path)) from exc
-    else:
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ImageFormatError(f"not a readable .npy array: {exc}", uri=str(path)) from exc
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise ImageFormatError(
-                f"expected a float array in [0, 1], got {arr.dtype}", uri=str(path)
-            )
-    if arr.ndim != 2:
-        raise ImageFormatError(f"expected a 2D slice, got shape {arr.shape}", uri=str(path))
-    if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
-        raise ImageFormatError(
-            f"expected values in [0, 1], got [{np.nanmin(arr)}, {np.nanmax(arr)}]", uri=str(path)
-        )
-    return arr.astype(np.float32)
-
-
-def class_order(folders: Sequence[str], classes: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The class order for a set of folder names (see the module docstring)."""
-    from medcrypt.medical import CLASS_NAMES
-
-    if classes:
-        return tuple(classes)
-    if set(folders) == set(CLASS_NAMES):
-        return tuple(CLASS_NAMES)
-    return tuple(sorted(folders))
-
-
-def read_slice_folder(
-    root: Path, *, classes: Sequence[str] | None = None, progress: ProgressCallback | None = None
-) -> SliceFolder:
-    """Read ``root/<class>/<name>.(png|npy)``; all slices must share one shape.
-
-    Args:
-        root: the folder.
-        classes: class order to use; folders must be a subset of it. Default: see module doc.
-
-    Raises:
-        ConfigError: missing folder, no classes/slices, unknown class folder, mixed shapes.
-        ImageFormatError: an unreadable slice (naming the file).
-    """
-    if not root.is_dir():
-        raise ConfigError("slice folder does not exist", uri=str(root))
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
-        raise ConfigError(f"expected class sub-folders. {LAYOUT_HELP}", uri=str(root))
-    names = class_order(folders, classes)
-    unknown = sorted(set(folders) - set(names))
-    if unknown:
-        raise ConfigError(
-            f"class folders {unknown} are not among the classes {list(names)}", uri=str(root)
-        )
-    files: list[tuple[Path, int]] = []
-    for c, name in enumerate(names):
-        folder = root / name
-        if folder.is_dir():
-            files += [(p, c) for p in sorted(folder.iterdir()) if p.suffix in _EXTS]
-    if not files:
-        raise ConfigError(f"no .png or .npy slices found. {LAYOUT_HELP}", uri=str(root))
-    images = []
-    for i, (path, _) in enumerate(files):
-        images.append(_read_one(path))
-        if progress is not None:
-            progress(i + 1, len(files), path.parent.name)
-    shapes = sorted({a.shape for a in images})
-    if len(shapes) != 1:
-        raise ConfigError(
-            f"all slices must share one shape, found {shapes[:4]}"
-            f"{' ...' if len(shapes) > 4 else ''}",
-            uri=str(root),
-        )
-    return SliceFolder(
-        images=np.stack(images),
-        labels=np.asarray([c for _, c in files], dtype=np.int64),
-        class_names=names,
-        paths=tuple(p.relative_to(root) for p, _ in files),
-    )
-
-
-def write_slice(
-    path: Path, image01: np.ndarray, *, original01: np.ndarray, eps: float, norm: str = "l2"
-) -> np.ndarray:
-    """Write one released slice as 16-bit PNG (quantised within eps in ``norm``) or float32
-    .npy. Pixels the protection left unchanged are stored exactly as the original's.
-
-    Returns the image exactly as stored, as float64 in [0, 1] (for metrics).
-    """
-    from medcrypt.medical import encode_png16
-    from medcrypt.processing import quantise
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".png":
-        codes = quantise(image01, original01, eps=eps, levels=65535, norm=norm)
-        stored = codes.astype(np.float64) / 65535
-        path.write_bytes(encode_png16(stored))
-        return stored
-    arr = image01.astype(np.float32)
-    np.save(path, arr)
-    return arr.astype(np.float64)
-
-
-class SliceRecord(StrictModel):
-    """What ``encrypt-slices`` did to one slice. Of the key, only what
-    :mod:`medcrypt.processing.protection._release` allows: fingerprint, PGD settings, number
-    of targets."""
-
-    source: str
-    output: str
-    label: int
-    label_name: str
-    label_source: str  # "folder" or "predicted"
-    key_fingerprint: str
-    model_hash: str
-    pgd: dict[str, Any]
-    eps: float
-    n_targets: int
-    target_success: float | None  # None in shortcut mode (no model asked)
-    l2: float
-    linf: float
-    psnr: float | None  # None when identical (infinite PSNR)
-    ssim: float
-    #: protection mode, budget norm and whether the budget was confined to the foreground
-    #: (recorded; none of them is secret). Defaults: records from before these fields.
-    mode: str = "paper"
-    norm: str = "l2"
-    foreground: bool = False
-    #: the anatomy mask's share of the slice, and PSNR / SSIM over it only
-    foreground_fraction: float | None = None
-    psnr_foreground: float | None = None
-    ssim_foreground: float | None = None
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-# -- commands ------------------------------------------------------------------------------
-
-
-@click.command("keygen")
-@click.option("--classes", help="Comma-separated class names, in model output order.")
-@click.option(
-    "--phantom-classes",
-    is_flag=True,
-    help="Use the 5 phantom tumour classes (medcrypt.medical.CLASS_NAMES).",
-)
-@click.option(
-    "--combiner",
-    default="concat",
-    show_default=True,
-    type=click.Choice(["none", "concat", "mixup", "mixup_concat", "cutmix"]),
-    help="How the per-target PGD outputs are merged (none = basic single-target method).",
-)
-@click.option(
-    "--targets-per-class",
-    type=click.IntRange(min=1),
-    help="N(y): targets per class (default 1 for none, 4 for mixup_concat, else 2).",
-)
-@click.option("--allow-fixed-points", is_flag=True, help="Allow a class to target itself.")
-@click.option(
-    "--seed",
-    type=int,
-    help="Seed of targets and parameters (default: random). The seed is as secret as the key.",
-)
-@click.option(
-    "--eps",
-    default=2.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Budget of every released image (pixels in [0, 1]): the L2 norm over the slice, or the "
-    "largest pixel change with --norm linf; the paper's MRI run: L2 2 at 320x320.",
-)
-@click.option(
-    "--step",
-    default=0.1,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="PGD step (L2 length of each normalised step; with --norm linf the per-pixel sign step).",
-)
-@click.option(
-    "--iters",
-    default=100,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="PGD iterations (the paper: 100).",
-)
-@click.option(
-    "--precision",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "fp32", "bf16"]),
-    help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), "
-    "fp32 elsewhere.",
-)
-@click.option(
-    "--mode",
-    default="paper",
-    show_default=True,
-    type=click.Choice(["paper", "poison", "shortcut", "shortcut+poison"]),
-    help="paper: the paper's plain targeted L2 PGD (reproduction); poison: TAP-style crafting "
-    "(differentiable augmentation, restarts, Linf option); shortcut: keyed class-wise noise "
-    "patterns, no model needed, IO speed; shortcut+poison: both inside one budget.",
-)
-@click.option(
-    "--norm",
-    default="l2",
-    show_default=True,
-    type=click.Choice(["l2", "linf"]),
-    help="Budget norm (linf needs a poison or shortcut mode).",
-)
-@click.option(
-    "--foreground/--no-foreground",
-    default=True,
-    show_default=True,
-    help="Spend the budget on the anatomy only: background pixels are released unchanged.",
-)
-@click.option(
-    "--restarts",
-    type=click.IntRange(min=1),
-    help="Poison crafting restarts, the lowest loss kept (default 4 for poison modes, else 1).",
-)
-@click.option(
-    "--augment",
-    type=click.FloatRange(0.0, 1.0),
-    help="Strength of the differentiable augmentation while crafting, 0-1 (default 1 for "
-    "poison modes, else 0).",
-)
-@click.option(
-    "--shortcut-patch",
-    default=8,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Side in pixels of the shortcut pattern's constant patches.",
-)
-@click.option(
-    "--shortcut-share",
-    default=0.5,
-    show_default=True,
-    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-    help="The shortcut's share of the budget in shortcut+poison (of eps^2 for l2, of eps for "
-    "linf); the rest is crafted.",
-)
-@click.option(
-    "--out",
-    "out_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Key file to write (JSON, owner-only permissions).",
-)
-@click.option("--force", is_flag=True, help="Overwrite an existing key file.")
-def keygen_command(
-    classes: str | None,
-    phantom_classes: bool,
-    combiner: str,
-    targets_per_class: int | None,
-    allow_fixed_points: bool,
-    seed: int | None,
-    eps: float,
-    step: float,
-    iters: int,
-    precision: str,
-    mode: str,
-    norm: str,
-    foreground: bool,
-    restarts: int | None,
-    augment: float | None,
-    shortcut_patch: int,
-    shortcut_share: float,
-    out_path: Path,
-    force: bool,
-) -> None:
-    """Generate a secret encryption key and print its fingerprint (never the secret).
-
-    Keep the key file private: it holds the target classes, combiner parameters and the
-    secret behind the fingerprint. Outputs name the key only by fingerprint.
-    """
-    from medcrypt.processing import EncryptionKey, PGDSettings
-
-    if bool(classes) == phantom_classes:
-        raise click.UsageError("give exactly one of --classes a,b,c or --phantom-classes")
-    if phantom_classes:
-        from medcrypt.medical import CLASS_NAMES
-
-        names: tuple[str, ...] = tuple(CLASS_NAMES)
-    else:
-        assert classes is not None
-        names = tuple(c.strip() for c in classes.split(",") if c.strip())
-    chosen = {
-        "eps": eps,
-        "step": step,
-        "iters": iters,
-        "precision": precision,
-        "mode": mode,
-        "norm": norm,
-        "foreground": foreground,
-        "shortcut_patch": shortcut_patch,
-        "shortcut_share": shortcut_share,
-    }
-    if restarts is not None:
-        chosen["restarts"] = restarts
-    if augment is not None:
-        chosen["augment"] = augment
-    try:
-        pgd = PGDSettings.model_validate(chosen)
-    except ValidationError as exc:
-        raise click.UsageError(format_validation_error(exc, source="keygen options")) from None
-    key = EncryptionKey.generate(
-        names,
-        combiner=combiner,
-        seed=seed if seed is not None else secrets.randbits(63),
-        targets_per_class=targets_per_class,
-        allow_fixed_points=allow_fixed_points,
-        pgd=pgd,
-    )
-    key.save(out_path, overwrite=force)
-    click.echo(
-        f"wrote key {key.fingerprint} to {out_path} (owner-only; {len(names)} classes, "
-        f"combiner {combiner}, mode {mode}, {norm} eps {eps}, "
-        f"foreground {'on' if foreground else 'off'})"
-    )
 
 
 @click.command("train")
@@ -401,16 +36,8 @@ def keygen_command(
     type=click.Choice(["resnet18", "preact_resnet18", "vgg11"]),
     help="Architecture (the paper's base model is resnet18).",
 )
-@click.option(
-    "--width",
-    default=64,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Channel width of the first stage (64 = the standard network).",
-)
-@click.option(
-    "--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Training epochs."
-)
+@width_option(64)
+@epochs_option(10)
 @click.option(
     "--batch-size",
     default=32,
@@ -436,13 +63,7 @@ def keygen_command(
     help="Hold out this fraction (seeded) to report validation accuracy per epoch.",
 )
 @click.option("--classes", help="Comma-separated class order (default: see --data layout).")
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=int,
-    help="Seed of initialisation, shuffling and the validation split.",
-)
+@seed_option
 @device_option
 @click.option(
     "--out",
@@ -722,6 +343,5 @@ def encrypt_slices_command(
 
 def register(group: click.Group) -> None:
     """Attach this area's subcommands to the top-level group."""
-    group.add_command(keygen_command)
     group.add_command(train_command)
     group.add_command(encrypt_slices_command)

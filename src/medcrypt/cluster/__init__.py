@@ -1,4 +1,5 @@
-"""medcrypt.cluster: the Ray Data archive job (see DESIGN.md and docs/internals.md).
+"""medcrypt.cluster: the Ray Data archive job (see DESIGN.md at the repository root, and
+docs/internals.md).
 
 ``run_job(config)`` streams manifest rows through fetch (CPU tasks) -> PGD + combiner (GPU
 actor pool) -> quantise/encode/write (CPU tasks) and returns a :class:`RunSummary`; records
@@ -7,11 +8,9 @@ are :class:`CaseRecord` / :class:`QuarantineRecord` under dest.
 
 from __future__ import annotations
 
-from medcrypt.cluster._config import (
-    OUTPUT_FORMATS,
+from medcrypt.cluster._config import OUTPUT_FORMATS, JobConfig, OutputFormat
+from medcrypt.cluster._config_load import (
     CliOption,
-    JobConfig,
-    OutputFormat,
     cli_overrides,
     job_cli_options,
     job_config_from_mapping,

@@ -19,7 +19,7 @@ def run_demo_protection(
 ) -> tuple[Path, ...]:
     """Write ``out/eps-<eps>/protection_report.(json|md)`` per budget; return the JSON paths."""
     from medcrypt.processing import PGDSettings, TrainSettings
-    from medcrypt.processing.assessment._evaluation import (
+    from medcrypt.processing.assessment import (
         ProtectionSettings,
         phantom_protection_report,
         phantom_setup,

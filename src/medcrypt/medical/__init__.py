@@ -1,4 +1,6 @@
-"""medcrypt.medical (see DESIGN.md). Public names are re-exported here with __all__.
+"""medcrypt.medical: image IO and the slice (see DESIGN.md at the repository root).
+
+Public names are re-exported here with __all__.
 
 Reading NIfTI and DICOM series, choosing the largest-tumour axial slice, normalising it to
 [0, 1], and writing protected slices back as PNG, NIfTI and de-identified DICOM. Pure numpy

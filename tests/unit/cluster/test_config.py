@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from medcrypt.cluster._config import (
-    JobConfig,
-    PGDRequest,
+from medcrypt.cluster._config import JobConfig, PGDRequest
+from medcrypt.cluster._config_load import (
     cli_overrides,
     job_cli_options,
     job_config_from_mapping,

@@ -6,7 +6,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from medcrypt.cluster._stages import CaseState, _as_source_error, _to_source, _without_work_files
+from medcrypt.cluster._fetch import _as_source_error, _to_source
+from medcrypt.cluster._stages import CaseState
+from medcrypt.cluster._write import _without_work_files
 from medcrypt.errors import DicomSeriesError, TransientStorageError
 
 

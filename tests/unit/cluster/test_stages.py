@@ -20,6 +20,7 @@ from medcrypt.cluster._ledger import (
     scan_dest,
 )
 from medcrypt.cluster._records import CaseRecord, QuarantineRecord
+from medcrypt.cluster._rows import _pack, _unpack
 from medcrypt.cluster._stages import (
     CHANGED,
     CLAIMED_ELSEWHERE,
@@ -31,8 +32,6 @@ from medcrypt.cluster._stages import (
     SKIPPED,
     CaseState,
     StageContext,
-    _pack,
-    _unpack,
     fetch_batch,
     initial_row,
     write_batch,
@@ -276,7 +275,7 @@ def test_write_keeps_a_linf_budget_and_records_foreground_metrics(
     assert st.original is not None
     sign = np.random.default_rng(1).choice([-1.0, 1.0], size=st.original.shape)
     st.protected = np.clip(st.original + 0.9 * eps * sign, 0, 1).astype(np.float32)
-    from medcrypt.cluster._stages import _pack
+    from medcrypt.cluster._rows import _pack
 
     ctx = _ctx(dest, eps=eps, pgd={"eps": eps, "iters": 1, "norm": "linf"})
     out = write_batch(_pack(rows), ctx=ctx)

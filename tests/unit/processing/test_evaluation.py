@@ -13,7 +13,7 @@ import torch
 from medcrypt.errors import ConfigError
 from medcrypt.medical import CLASS_NAMES, make_phantom_slices
 from medcrypt.processing import PGDSettings, TrainSettings, build_model, train_model
-from medcrypt.processing.assessment._evaluation import (
+from medcrypt.processing.assessment import (
     PAPER_TARGETS,
     ProtectionReport,
     ProtectionSettings,
@@ -144,7 +144,7 @@ def test_report_structure_json_and_markdown(tiny) -> None:  # type: ignore[no-un
 
 
 def test_passes_applies_each_bar(tiny) -> None:  # type: ignore[no-untyped-def]
-    from medcrypt.processing.assessment._evaluation import ArchitectureResult, PerceptualSummary
+    from medcrypt.processing.assessment._report import ArchitectureResult, PerceptualSummary
 
     def perceptual(psnr: float) -> PerceptualSummary:
         return PerceptualSummary(
@@ -294,11 +294,14 @@ def test_cli_refuses_base_model_shape_with_a_given_model(tmp_path) -> None:  # t
     assert "cannot apply to the one given with --model" in res.output
 
 
-# The bar on the phantom set. Settings: 64x64 phantoms, 100 training and 30 test
-# slices per class; the data owner's base model is a ResNet-18 of width 32 trained 15 epochs
-# (92-93% test accuracy); the paper's concat correspondence; L2 PGD eps 1.1 (PSNR >= 35.3 dB at
-# 64x64 by construction), 30 iterations; the attacker's ResNet-18 and VGG-11 (width 8) are
-# trained 8 epochs.
+# The phantom protocol at the scale of its measured rows (benchmarks/README.md, second round):
+# 64x64 phantoms, 100 training and 30 test slices per class; the data owner's base model is a
+# ResNet-18 of width 32 trained 15 epochs (92-93% test accuracy); the paper's concat
+# correspondence; L2 PGD eps 1.1 (PSNR >= 35.3 dB at 64x64 by construction), 30 iterations;
+# the attacker's ResNet-18 and VGG-11 (width 8) trained 8 epochs. What it checks holds today:
+# the budget, a meaningful baseline, and encrypted data that trains. Whether the release
+# protects (the withdrawn phantom bar, original-test accuracy <= 40%) is measured on real
+# tumour-type MRI by benchmarks/protection_figshare.py, not here.
 SLOW_SETTINGS = {
     "n_per_class": 100,
     "n_test_per_class": 30,
@@ -352,25 +355,6 @@ def test_phantom_protection_budget_and_learnability(phantom_report: ProtectionRe
     for r in report.results:
         assert r.clean_final >= 0.6, f"{r.arch}: clean baseline too weak to judge protection"
         assert r.encrypted_test_final >= 0.9 * r.clean_final, r
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    reason=(
-        "known, not hidden: on the phantoms at PSNR >= 35 dB the models trained on encrypted "
-        "data still learn most tumours (measured with bf16 PGD on an AMX CPU: resnet18 clean "
-        "72.7%, enc test 75.3%, orig test 75.3%; vgg11 clean 91.3%, enc 88.7%, orig 88.0%; "
-        "fp32 PGD on Zen 3 gave 76.0% / 89.3% orig), so orig <= 40% fails. "
-        "strict: the day the bar is met this XPASS fails the suite, so the marker must go"
-    ),
-    raises=AssertionError,
-    strict=True,
-)
-def test_phantom_protection_meets_the_bar(phantom_report: ProtectionReport) -> None:
-    for r in phantom_report.results:
-        assert r.original_test_final <= 0.4, r
-    assert phantom_report.passes()
 
 
 def test_cli_evaluate_refuses_a_linf_paper_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]

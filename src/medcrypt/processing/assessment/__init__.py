@@ -27,16 +27,23 @@ from medcrypt.processing.assessment._counter import (
     orthogonal_projection,
 )
 from medcrypt.processing.assessment._evaluation import (
-    ArchitectureResult,
+    PAPER_TARGETS,
     EncryptedSplits,
+    encrypt_splits,
+    evaluate_protection,
+    paper_key,
+)
+from medcrypt.processing.assessment._phantom import (
+    PhantomSetup,
+    phantom_protection_report,
+    phantom_setup,
+)
+from medcrypt.processing.assessment._report import (
+    ArchitectureResult,
     EpochScores,
     PerceptualSummary,
     ProtectionReport,
     ProtectionSettings,
-    encrypt_splits,
-    evaluate_protection,
-    paper_key,
-    phantom_protection_report,
 )
 from medcrypt.processing.assessment._victims import (
     SetScores,
@@ -49,6 +56,7 @@ from medcrypt.processing.assessment._victims import (
 
 __all__ = [
     "DEFAULT_COUNTER_ATTACKS",
+    "PAPER_TARGETS",
     "ArchitectureResult",
     "CandidateScore",
     "ClassRecovery",
@@ -59,6 +67,7 @@ __all__ = [
     "EpochScores",
     "KeyRecoveryAudit",
     "PerceptualSummary",
+    "PhantomSetup",
     "ProtectionReport",
     "ProtectionSettings",
     "SetScores",
@@ -79,6 +88,7 @@ __all__ = [
     "orthogonal_projection",
     "paper_key",
     "phantom_protection_report",
+    "phantom_setup",
     "score_predictions",
     "train_victim",
 ]

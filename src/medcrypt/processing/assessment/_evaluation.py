@@ -16,29 +16,34 @@ Protocol, as in the paper's code:
 
 Protection works when the encrypted model does well on the encrypted test set (it learnt the
 planted non-robust features) but badly on real images (what an attacker wants to use it for).
+
+The settings and report models live in ``_report``; the phantom run end to end in ``_phantom``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import Field
 from torch import nn
 
 from medcrypt._types import ProgressCallback
-from medcrypt.config import StrictModel
 from medcrypt.errors import ConfigError, ModelError
+from medcrypt.processing.assessment._report import (
+    ArchitectureResult,
+    EpochScores,
+    PerceptualSummary,
+    ProtectionReport,
+    ProtectionSettings,
+)
 from medcrypt.processing.models._device import resolve_device
 from medcrypt.processing.models._nets import ARCHITECTURES, build_model
 from medcrypt.processing.models._training import (
     EpochCallback,
     EpochRecord,
-    TrainSettings,
     evaluate_accuracy,
     predict,
     train_model,
@@ -50,218 +55,17 @@ from medcrypt.processing.protection._quantise import dequantise, quantise
 from medcrypt.processing.protection._settings import PGDSettings
 
 __all__ = [
-    "ArchitectureResult",
+    "PAPER_TARGETS",
     "EncryptedSplits",
-    "EpochScores",
-    "PerceptualSummary",
-    "PhantomSetup",
-    "ProtectionReport",
-    "ProtectionSettings",
     "encrypt_splits",
     "evaluate_protection",
     "paper_key",
-    "phantom_protection_report",
-    "phantom_setup",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: The class correspondence of the paper's brain-MRI run (Section 5): y -> (t1, t2).
 PAPER_TARGETS: tuple[tuple[int, int], ...] = ((1, 3), (2, 4), (3, 0), (4, 1), (0, 2))
-
-
-class ProtectionSettings(StrictModel):
-    """How the protection evaluation trains its models.
-
-    Attributes:
-        archs: architectures trained on the encrypted data (>= 2 for a report).
-        width: width of every trained model (64 = standard networks).
-        train: optimiser settings shared by all models (baseline and encrypted alike).
-        seed: seed of every model's initialisation and training.
-        batch_size: PGD rows per encryption batch (memory bound, not a result parameter).
-        base_width: width of the base model when the evaluation trains one (``None``: same
-            as ``width``). The base model is the data owner's classifier, whose gradients
-            write the encryption; the evaluated models are the attacker's. They need not be
-            the same size, and a stronger base model plants stronger features.
-        base_epochs: training epochs of that base model (``None``: ``train.epochs``).
-    """
-
-    archs: tuple[str, ...] = Field(default=("resnet18", "vgg11"), min_length=1)
-    width: int = Field(default=8, ge=1)
-    train: TrainSettings = Field(default_factory=TrainSettings)
-    seed: int = 0
-    batch_size: int = Field(default=256, ge=1)
-    base_width: int | None = Field(default=None, ge=1)
-    base_epochs: int | None = Field(default=None, ge=1)
-
-    @property
-    def base_model_width(self) -> int:
-        """Width of a base model trained by the evaluation."""
-        return self.width if self.base_width is None else self.base_width
-
-    @property
-    def base_train(self) -> TrainSettings:
-        """Training settings of a base model trained by the evaluation."""
-        if self.base_epochs is None:
-            return self.train
-        return self.train.model_copy(update={"epochs": self.base_epochs})
-
-
-class EpochScores(StrictModel):
-    """Accuracies after one epoch (None where a model was not trained)."""
-
-    epoch: int
-    clean_baseline: float | None
-    encrypted_test: float
-    original_test: float
-
-
-class ArchitectureResult(StrictModel):
-    """Table-12 row for one architecture, with the clean baseline next to it."""
-
-    arch: str
-    width: int
-    clean_final: float
-    clean_peak: float
-    encrypted_test_final: float
-    encrypted_test_peak: float
-    original_test_final: float
-    original_test_peak: float
-    #: encrypted-test accuracy as a fraction of clean accuracy (final epochs).
-    relative_final: float
-    history: tuple[EpochScores, ...]
-    baseline_reused_from_base_model: bool = False
-    #: per-class recall on the original test set, final epoch, in class order: which
-    #: classes the encryption protects (a protected class scores low). Only the diagonal is
-    #: kept: the off-diagonal confusion would show the key's correspondence.
-    original_test_recall: tuple[float | None, ...] = ()
-
-
-class PerceptualSummary(StrictModel):
-    """How far the released images are from the originals (per split)."""
-
-    n: int
-    psnr_mean: float
-    psnr_min: float
-    ssim_mean: float
-    ssim_min: float
-    l2_mean: float
-    l2_max: float
-    linf_mean: float
-    linf_max: float
-    target_success: float
-
-
-class ProtectionReport(StrictModel):
-    """The protection report: JSON via ``model_dump_json``, Markdown via :meth:`to_markdown`."""
-
-    format: str = "medcrypt-protection-report"
-    version: int = 1
-    dataset: str
-    class_names: tuple[str, ...]
-    n_train: int
-    n_test: int
-    image_shape: tuple[int, int]
-    #: the key as ``processing._release`` allows: fingerprint, targets per class (how many,
-    #: not which), PGD settings; never its combiner, parameters or mapping
-    key_fingerprint: str
-    n_targets: tuple[int, ...]
-    pgd: PGDSettings
-    settings: ProtectionSettings
-    base_arch: str
-    base_test_accuracy: float
-    #: share of the most frequent test class (what always guessing it scores).
-    chance_accuracy: float
-    train_perceptual: PerceptualSummary
-    test_perceptual: PerceptualSummary
-    results: tuple[ArchitectureResult, ...]
-    seconds: float
-
-    def passes(
-        self,
-        *,
-        min_psnr: float = 35.0,
-        min_relative: float = 0.9,
-        max_original: float = 0.4,
-        peak: bool = False,
-        min_clean_margin: float = 0.2,
-    ) -> bool:
-        """The issue's bar: mean PSNR, encrypted-test vs clean, original-test ceiling.
-
-        ``peak=True`` judges the original-test accuracy by its best epoch (stricter). A run
-        whose clean baselines do not beat chance by ``min_clean_margin`` proves nothing and
-        fails.
-        """
-        mean_psnr = min(self.train_perceptual.psnr_mean, self.test_perceptual.psnr_mean)
-        if mean_psnr < min_psnr or not self.results:
-            return False
-        for r in self.results:
-            orig = r.original_test_peak if peak else r.original_test_final
-            if r.clean_final < self.chance_accuracy + min_clean_margin:
-                return False
-            if r.relative_final < min_relative or orig > max_original:
-                return False
-        return True
-
-    def to_markdown(self) -> str:
-        """A Markdown table in the shape of the paper's Table 12, plus the perceptual metrics."""
-        pct = _pct
-        base_width = (
-            "" if self.settings.base_width is None else f" width {self.settings.base_width}"
-        )
-        lines = [
-            f"### Protection report ({self.dataset})",
-            "",
-            f"{len(self.class_names)} classes (chance {pct(self.chance_accuracy)}), "
-            f"{self.n_train} training / {self.n_test} test slices of "
-            f"{self.image_shape[0]}x{self.image_shape[1]}; key `{self.key_fingerprint}` "
-            f"({'/'.join(str(n) for n in sorted(set(self.n_targets)))} targets per class); "
-            f"PGD eps {self.pgd.eps:g}, step {self.pgd.step:g}, "
-            f"{self.pgd.iters} iterations; base model {self.base_arch}{base_width} "
-            f"(test accuracy {pct(self.base_test_accuracy)}); "
-            f"{self.settings.train.epochs} epochs, width {self.settings.width}, "
-            f"seed {self.settings.seed}; {self.seconds:.0f} s.",
-            "",
-            "| Architecture | Clean test (final / peak) | Enc test (final / peak) "
-            "| Orig test (final / peak) | Enc / clean |",
-            "|---|---|---|---|---|",
-        ]
-        for r in self.results:
-            lines.append(
-                f"| {r.arch} | {pct(r.clean_final)} / {pct(r.clean_peak)} "
-                f"| {pct(r.encrypted_test_final)} / {pct(r.encrypted_test_peak)} "
-                f"| {pct(r.original_test_final)} / {pct(r.original_test_peak)} "
-                f"| {r.relative_final:.2f} |"
-            )
-        with_recall = [r for r in self.results if r.original_test_recall]
-        if with_recall:
-            lines += [
-                "",
-                "Original-test recall per class, final epoch (low = protected):",
-                "",
-                "| Architecture | " + " | ".join(self.class_names) + " |",
-                "|---|" + "---|" * len(self.class_names),
-            ]
-            for r in with_recall:
-                cells = " | ".join("n/a" if v is None else pct(v) for v in r.original_test_recall)
-                lines.append(f"| {r.arch} | {cells} |")
-        lines += [
-            "",
-            "| Split | PSNR mean / min (dB) | SSIM mean / min | L2 mean / max | "
-            "L-inf mean / max | Target success |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, p in (("train", self.train_perceptual), ("test", self.test_perceptual)):
-            lines.append(
-                f"| {name} | {p.psnr_mean:.2f} / {p.psnr_min:.2f} | {p.ssim_mean:.4f} / "
-                f"{p.ssim_min:.4f} | {p.l2_mean:.3f} / {p.l2_max:.3f} | {p.linf_mean:.3f} / "
-                f"{p.linf_max:.3f} | {pct(p.target_success)} |"
-            )
-        return "\n".join(lines) + "\n"
-
-
-def _pct(v: float) -> str:
-    return "n/a" if v is None or math.isnan(v) else f"{100 * v:.1f}%"
 
 
 def paper_key(
@@ -626,120 +430,4 @@ def evaluate_protection(
         test_perceptual=splits.test_perceptual,
         results=tuple(results),
         seconds=time.perf_counter() - t0,
-    )
-
-
-@dataclass(frozen=True)
-class PhantomSetup:
-    """Phantom splits and the data owner's base model, trained on the clean training split.
-
-    What :func:`phantom_protection_report` evaluates; built once by :func:`phantom_setup` so
-    that several keys or budgets can be evaluated against the same base model.
-    """
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    base: nn.Module
-    dataset: str
-
-
-def phantom_setup(
-    *,
-    n_per_class: int = 120,
-    n_test_per_class: int = 40,
-    size: int = 64,
-    seed: int = 0,
-    settings: ProtectionSettings | None = None,
-    device: str = "auto",
-    progress: ProgressCallback | None = None,
-) -> PhantomSetup:
-    """Disjoint training and test phantoms (seeds ``seed`` and ``seed + 1``) and a base model.
-
-    The base model (the first of ``settings.archs``, ``settings.base_model_width`` wide) is
-    trained on the clean training split for ``settings.base_train``. It is initialised and
-    shuffled with ``settings.seed + 1``, so no evaluated model shares its initial weights
-    (an attacker does not have them either).
-    """
-    from medcrypt.medical import CLASS_NAMES, make_phantom_slices
-
-    cfg = settings or ProtectionSettings()
-    x_train, y_train = make_phantom_slices(n_per_class, size=size, seed=seed)
-    x_test, y_test = make_phantom_slices(n_test_per_class, size=size, seed=seed + 1)
-    base_arch = cfg.archs[0]
-    base_seed = cfg.seed + 1
-    base = build_model(base_arch, len(CLASS_NAMES), width=cfg.base_model_width, seed=base_seed)
-    epochs = cfg.base_train.epochs
-
-    def base_progress(done: int, _total: int | None, what: str) -> None:
-        if progress is not None:
-            progress(done, epochs, f"base {base_arch} {what}")
-
-    train_model(
-        base,
-        x_train,
-        y_train,
-        seed=base_seed,
-        settings=cfg.base_train,
-        device=resolve_device(device),
-        progress=base_progress,
-    )
-    return PhantomSetup(
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        base=base,
-        dataset=f"phantom slices {size}x{size}, seed {seed}",
-    )
-
-
-def phantom_protection_report(
-    *,
-    n_per_class: int = 120,
-    n_test_per_class: int = 40,
-    size: int = 64,
-    seed: int = 0,
-    settings: ProtectionSettings | None = None,
-    pgd: PGDSettings | None = None,
-    key: EncryptionKey | None = None,
-    device: str = "auto",
-    progress: ProgressCallback | None = None,
-    setup: PhantomSetup | None = None,
-) -> ProtectionReport:
-    """The protection report on synthetic tumour phantoms (5 classes), end to end.
-
-    Builds the phantoms and trains the base model with :func:`phantom_setup` (unless
-    ``setup`` gives them; ``n_per_class``, ``n_test_per_class`` and ``size`` are then unused),
-    keys it with :func:`paper_key` (unless ``key`` is given) and runs
-    :func:`evaluate_protection`.
-    """
-    from medcrypt.medical import CLASS_NAMES
-
-    cfg = settings or ProtectionSettings()
-    pgd_cfg = pgd or (key.pgd if key is not None else PGDSettings())
-    if setup is None:
-        setup = phantom_setup(
-            n_per_class=n_per_class,
-            n_test_per_class=n_test_per_class,
-            size=size,
-            seed=seed,
-            settings=cfg,
-            device=device,
-            progress=progress,
-        )
-    the_key = key or paper_key(CLASS_NAMES, seed=seed, pgd=pgd_cfg)
-    return evaluate_protection(
-        setup.base,
-        the_key,
-        setup.x_train,
-        setup.y_train,
-        setup.x_test,
-        setup.y_test,
-        settings=cfg,
-        pgd=pgd_cfg,
-        device=device,
-        dataset=setup.dataset,
-        progress=progress,
     )

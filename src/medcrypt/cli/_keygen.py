@@ -1,0 +1,183 @@
+"""``medcrypt keygen``: a secret encryption key (targets, combiner parameters, PGD settings)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from medcrypt.cli._options import foreground_option, mode_option, norm_option
+from medcrypt.config import format_validation_error
+
+__all__ = ["register"]
+
+
+@click.command("keygen")
+@click.option("--classes", help="Comma-separated class names, in model output order.")
+@click.option(
+    "--phantom-classes",
+    is_flag=True,
+    help="Use the 5 phantom tumour classes (medcrypt.medical.CLASS_NAMES).",
+)
+@click.option(
+    "--combiner",
+    default="concat",
+    show_default=True,
+    type=click.Choice(["none", "concat", "mixup", "mixup_concat", "cutmix"]),
+    help="How the per-target PGD outputs are merged (none = basic single-target method).",
+)
+@click.option(
+    "--targets-per-class",
+    type=click.IntRange(min=1),
+    help="N(y): targets per class (default 1 for none, 4 for mixup_concat, else 2).",
+)
+@click.option("--allow-fixed-points", is_flag=True, help="Allow a class to target itself.")
+@click.option(
+    "--seed",
+    type=int,
+    help="Seed of targets and parameters (default: random). The seed is as secret as the key.",
+)
+@click.option(
+    "--eps",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Budget of every released image (pixels in [0, 1]): the L2 norm over the slice, or the "
+    "largest pixel change with --norm linf; the paper's MRI run: L2 2 at 320x320.",
+)
+@click.option(
+    "--step",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="PGD step (L2 length of each normalised step; with --norm linf the per-pixel sign step).",
+)
+@click.option(
+    "--iters",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="PGD iterations (the paper: 100).",
+)
+@click.option(
+    "--precision",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), "
+    "fp32 elsewhere.",
+)
+@mode_option
+@norm_option
+@foreground_option
+@click.option(
+    "--restarts",
+    type=click.IntRange(min=1),
+    help="Poison crafting restarts, the lowest loss kept (default 4 for poison modes, else 1).",
+)
+@click.option(
+    "--augment",
+    type=click.FloatRange(0.0, 1.0),
+    help="Strength of the differentiable augmentation while crafting, 0-1 (default 1 for "
+    "poison modes, else 0).",
+)
+@click.option(
+    "--shortcut-patch",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Side in pixels of the shortcut pattern's constant patches.",
+)
+@click.option(
+    "--shortcut-share",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    help="The shortcut's share of the budget in shortcut+poison (of eps^2 for l2, of eps for "
+    "linf); the rest is crafted.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Key file to write (JSON, owner-only permissions).",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing key file.")
+def keygen_command(
+    classes: str | None,
+    phantom_classes: bool,
+    combiner: str,
+    targets_per_class: int | None,
+    allow_fixed_points: bool,
+    seed: int | None,
+    eps: float,
+    step: float,
+    iters: int,
+    precision: str,
+    mode: str,
+    norm: str,
+    foreground: bool,
+    restarts: int | None,
+    augment: float | None,
+    shortcut_patch: int,
+    shortcut_share: float,
+    out_path: Path,
+    force: bool,
+) -> None:
+    """Generate a secret encryption key and print its fingerprint (never the secret).
+
+    Keep the key file private: it holds the target classes, combiner parameters and the
+    secret behind the fingerprint. Outputs name the key only by fingerprint.
+    """
+    from medcrypt.processing import EncryptionKey, PGDSettings
+
+    if bool(classes) == phantom_classes:
+        raise click.UsageError("give exactly one of --classes a,b,c or --phantom-classes")
+    if phantom_classes:
+        from medcrypt.medical import CLASS_NAMES
+
+        names: tuple[str, ...] = tuple(CLASS_NAMES)
+    else:
+        assert classes is not None
+        names = tuple(c.strip() for c in classes.split(",") if c.strip())
+    chosen = {
+        "eps": eps,
+        "step": step,
+        "iters": iters,
+        "precision": precision,
+        "mode": mode,
+        "norm": norm,
+        "foreground": foreground,
+        "shortcut_patch": shortcut_patch,
+        "shortcut_share": shortcut_share,
+    }
+    if restarts is not None:
+        chosen["restarts"] = restarts
+    if augment is not None:
+        chosen["augment"] = augment
+    try:
+        pgd = PGDSettings.model_validate(chosen)
+    except ValidationError as exc:
+        raise click.UsageError(format_validation_error(exc, source="keygen options")) from None
+    key = EncryptionKey.generate(
+        names,
+        combiner=combiner,
+        seed=seed if seed is not None else secrets.randbits(63),
+        targets_per_class=targets_per_class,
+        allow_fixed_points=allow_fixed_points,
+        pgd=pgd,
+    )
+    key.save(out_path, overwrite=force)
+    click.echo(
+        f"wrote key {key.fingerprint} to {out_path} (owner-only; {len(names)} classes, "
+        f"combiner {combiner}, mode {mode}, {norm} eps {eps}, "
+        f"foreground {'on' if foreground else 'off'})"
+    )
+
+
+def register(group: click.Group) -> None:
+    """Attach this area's subcommands to the top-level group."""
+    group.add_command(keygen_command)
