@@ -25,6 +25,7 @@ from medcrypt import __version__
 from medcrypt.cli import (
     _audit,
     _cluster,
+    _craft,
     _demo,
     _evaluate,
     _keygen,
@@ -73,6 +74,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 for _module in (
     _keygen,
+    _craft,
     _processing,
     _evaluate,
     _medical,

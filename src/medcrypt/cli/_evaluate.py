@@ -192,7 +192,7 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
     type=float,
     help="Budget: L2 norm over the slice, or the largest pixel change with --norm linf.",
 )
-@mode_option
+@mode_option("paper", ("paper", "poison", "shortcut", "shortcut+poison"))
 @norm_option
 @foreground_option
 @click.option(

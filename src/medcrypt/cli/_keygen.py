@@ -23,10 +23,9 @@ __all__ = ["register"]
 )
 @click.option(
     "--combiner",
-    default="concat",
-    show_default=True,
     type=click.Choice(["none", "concat", "mixup", "mixup_concat", "cutmix"]),
-    help="How the per-target PGD outputs are merged (none = basic single-target method).",
+    help="How the per-target PGD outputs are merged (none = basic single-target method); "
+    "default concat, and none for mode unlearnable (every class maps to itself).",
 )
 @click.option(
     "--targets-per-class",
@@ -49,17 +48,14 @@ __all__ = ["register"]
 )
 @click.option(
     "--step",
-    default=0.1,
-    show_default=True,
     type=click.FloatRange(min=0, min_open=True),
-    help="PGD step (L2 length of each normalised step; with --norm linf the per-pixel sign step).",
+    help="PGD step (L2 length of each normalised step; with --norm linf the per-pixel sign "
+    "step); default 0.1, and 2.5 * eps / iters for mode unlearnable.",
 )
 @click.option(
     "--iters",
-    default=100,
-    show_default=True,
     type=click.IntRange(min=0),
-    help="PGD iterations (the paper: 100).",
+    help="PGD iterations; default 100 (the paper), and 20 for mode unlearnable.",
 )
 @click.option(
     "--precision",
@@ -69,7 +65,7 @@ __all__ = ["register"]
     help="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), "
     "fp32 elsewhere.",
 )
-@mode_option
+@mode_option("unlearnable")
 @norm_option
 @foreground_option
 @click.option(
@@ -109,13 +105,13 @@ __all__ = ["register"]
 def keygen_command(
     classes: str | None,
     phantom_classes: bool,
-    combiner: str,
+    combiner: str | None,
     targets_per_class: int | None,
     allow_fixed_points: bool,
     seed: int | None,
     eps: float,
-    step: float,
-    iters: int,
+    step: float | None,
+    iters: int | None,
     precision: str,
     mode: str,
     norm: str,
@@ -130,7 +126,8 @@ def keygen_command(
     """Generate a secret encryption key and print its fingerprint (never the secret).
 
     Keep the key file private: it holds the target classes, combiner parameters and the
-    secret behind the fingerprint. Outputs name the key only by fingerprint.
+    secret behind the fingerprint. Outputs name the key only by fingerprint. The default
+    mode, unlearnable, needs one more step before the job: `medcrypt craft` (its surrogate).
     """
     from medcrypt.processing import EncryptionKey, PGDSettings
 
@@ -143,6 +140,18 @@ def keygen_command(
     else:
         assert classes is not None
         names = tuple(c.strip() for c in classes.split(",") if c.strip())
+    unlearnable = mode == "unlearnable"
+    if combiner is None:
+        combiner = "none" if unlearnable else "concat"
+    if unlearnable and (combiner != "none" or allow_fixed_points or targets_per_class):
+        raise click.UsageError(
+            "mode unlearnable maps every class to itself: no --combiner other than none, "
+            "--targets-per-class or --allow-fixed-points"
+        )
+    if iters is None:
+        iters = 20 if unlearnable else 100
+    if step is None:
+        step = 2.5 * eps / max(iters, 1) if unlearnable else 0.1
     chosen = {
         "eps": eps,
         "step": step,
@@ -176,6 +185,11 @@ def keygen_command(
         f"combiner {combiner}, mode {mode}, {norm} eps {eps}, "
         f"foreground {'on' if foreground else 'off'})"
     )
+    if unlearnable:
+        click.echo(
+            f"next: medcrypt craft --key {out_path} --data SLICES/ --out surrogate.pt "
+            f"(the min-min surrogate the job crafts against; pass it as --model)"
+        )
 
 
 def register(group: click.Group) -> None:

@@ -29,7 +29,7 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: the protection modes (``PGDSettings.mode``); kept here so the CLI starts without torch
-MODES = ("paper", "poison", "shortcut", "shortcut+poison")
+MODES = ("paper", "poison", "shortcut", "shortcut+poison", "unlearnable")
 
 #: ``--device`` of every command that runs a model (``train``, ``encrypt-slices``, ``evaluate``).
 device_option = click.option(
@@ -45,16 +45,22 @@ archs_option = click.option(
     "model each (evaluate: >= 2 for Table 12; audit: one victim each per counter-attack).",
 )
 
-#: ``--mode`` of the commands that protect (``keygen``, ``evaluate``).
-mode_option = click.option(
-    "--mode",
-    default="paper",
-    show_default=True,
-    type=click.Choice(list(MODES)),
-    help="paper: the paper's plain targeted L2 PGD (reproduction); poison: TAP-style crafting "
-    "(differentiable augmentation, restarts, Linf option); shortcut: keyed class-wise noise "
-    "patterns, no model needed, IO speed; shortcut+poison: both inside one budget.",
-)
+
+def mode_option(default: str, choices: tuple[str, ...] = MODES) -> Callable[[F], F]:
+    """``--mode`` of the commands that protect (``keygen``: default unlearnable, the strongest
+    measured; ``evaluate``: default paper, and no unlearnable, which needs ``craft``)."""
+    return click.option(
+        "--mode",
+        default=default,
+        show_default=True,
+        type=click.Choice(list(choices)),
+        help="unlearnable: error-minimizing noise toward each slice's own label against a "
+        "min-min surrogate (`medcrypt craft`; the strongest measured on real MRI); paper: the "
+        "paper's plain targeted L2 PGD (reproduction); poison: TAP-style crafting "
+        "(differentiable augmentation, restarts, Linf option); shortcut: keyed class-wise "
+        "noise patterns, no model needed, IO speed; shortcut+poison: both inside one budget.",
+    )
+
 
 #: ``--norm`` of the budget (``keygen``, ``evaluate``, ``audit``).
 norm_option = click.option(
@@ -112,12 +118,12 @@ seed_option = click.option(
 
 #: option name -> the commands (space-separated paths under ``medcrypt``) that share it
 SHARED: dict[str, tuple[str, ...]] = {
-    "--device": ("train", "encrypt-slices", "evaluate", "audit counter-attacks"),
+    "--device": ("train", "encrypt-slices", "evaluate", "audit counter-attacks", "craft"),
     "--archs": ("evaluate", "audit counter-attacks"),
     "--mode": ("keygen", "evaluate"),
     "--norm": ("keygen", "evaluate", "audit counter-attacks"),
     "--foreground": ("keygen", "evaluate"),
-    "--width": ("train", "evaluate", "audit counter-attacks"),
+    "--width": ("train", "evaluate", "audit counter-attacks", "craft"),
     "--epochs": ("train", "evaluate", "audit counter-attacks"),
-    "--seed": ("phantoms", "train", "evaluate", "audit counter-attacks"),
+    "--seed": ("phantoms", "train", "evaluate", "audit counter-attacks", "craft"),
 }

@@ -242,11 +242,13 @@ def encrypt_slices_command(
                 f"{len(clash)} output file(s) exist already (e.g. {clash[0]}); use --overwrite",
                 uri=str(out_dir),
             )
-    ensemble = []
+    ensemble, hashes = [], []
     for path in ensemble_paths:
         extra = load_checkpoint(path)
         key.check_model(extra.num_classes, extra.class_names)
         ensemble.append(extra.model)
+        hashes.append(extra.content_hash)
+    key.check_surrogate([loaded.content_hash, *hashes])
     encryptor = Encryptor(loaded.model, key, device=device, ensemble=ensemble)
     cfg = encryptor.settings
     eps = cfg.eps

@@ -153,6 +153,7 @@ def prepare_job(config: JobConfig) -> JobInputs:
         else:
             key = EncryptionKey.load(config.key)
     key.check_model(loaded.num_classes, loaded.class_names)
+    key.check_surrogate([loaded.content_hash])
     pgd, overrides = settings_from_key(
         key.pgd, config.pgd.given(), override=config.override_key_pgd
     )

@@ -46,6 +46,8 @@ def test_keygen_train_encrypt_end_to_end(tmp_path: Path, blobs, classes) -> None
             "keygen",
             "--classes",
             ",".join(classes),
+            "--mode",
+            "paper",
             "--combiner",
             "concat",
             "--seed",
@@ -208,3 +210,65 @@ def test_keygen_modes_and_encrypt_slices_records(tmp_path: Path, blobs, trained,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "shortcut+poison" and summary["ensemble_models"] == 1
     assert key.secret.get_secret_value() not in (out / "summary.json").read_text()
+
+
+@pytest.mark.timeout(180)
+def test_keygen_default_is_unlearnable_and_craft_names_the_surrogate(
+    tmp_path: Path, blobs, trained, classes
+) -> None:  # type: ignore[no-untyped-def]
+    from medcrypt.processing import save_checkpoint
+
+    images, labels = blobs[0][:24], blobs[1][:24]
+    images = np.where(images > 0.3, images, 0.0)
+    images = (np.round(images * 65535) / 65535).astype(np.float32)
+    data = tmp_path / "slices"
+    _write_folder(data, images, labels, classes)
+    runner = CliRunner()
+    key_path = tmp_path / "key.json"
+    base = ["-q", "keygen", "--classes", ",".join(classes), "--seed", "2", "--eps", "1.0"]
+    res = runner.invoke(main, [*base, "--combiner", "concat", "--out", str(key_path)])
+    assert res.exit_code == 2 and "maps every class to itself" in res.output
+    res = runner.invoke(main, [*base, "--iters", "4", "--out", str(key_path)])
+    assert res.exit_code == 0, res.output
+    assert "mode unlearnable" in res.output and "next: medcrypt craft" in res.output
+    key = EncryptionKey.load(key_path)
+    assert (key.pgd.mode, key.combiner, key.surrogate) == ("unlearnable", "none", ())
+    assert key.targets == ((0,), (1,), (2,))
+    assert key.pgd.step == pytest.approx(2.5 * 1.0 / 4)
+
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, trained, arch="resnet18", class_names=classes, width=8)
+
+    def encrypt(model: Path, out: Path) -> Result:
+        cmd = ["-q", "encrypt-slices", "--data", str(data), "--key", str(key_path)]
+        return runner.invoke(main, [*cmd, "--model", str(model), "--out", str(out)])
+
+    res = encrypt(other, tmp_path / "enc0")
+    assert res.exit_code == 2 and "names no surrogate" in res.output
+    surrogate = tmp_path / "surrogate.pt"
+    craft = ["-q", "craft", "--key", str(key_path), "--data", str(data), "--out", str(surrogate)]
+    res = runner.invoke(main, [*craft, "--sample", "0.5", "--width", "4", "--rounds", "2"])
+    assert res.exit_code == 0, res.output
+    assert stat.S_IMODE(surrogate.stat().st_mode) == 0o600
+    named = EncryptionKey.load(key_path)
+    loaded = load_checkpoint(surrogate)
+    assert named.surrogate == (loaded.content_hash,) and loaded.arch == "cnn"
+    assert named.fingerprint in res.output and key.fingerprint in res.output
+    res = runner.invoke(main, [*craft, "--sample", "0.5"])
+    assert res.exit_code == 2 and "--force" in res.output  # never overwrites silently
+    res = encrypt(other, tmp_path / "enc1")
+    assert res.exit_code == 2 and "crafted with surrogate" in res.output
+    out = tmp_path / "enc2"
+    res = encrypt(surrogate, out)
+    assert res.exit_code == 0, res.output
+    records = [json.loads(p.read_text()) for p in out.glob("*/s*.json")]
+    assert len(records) == 24
+    assert {r["mode"] for r in records} == {"unlearnable"}
+    assert max(r["l2"] for r in records) <= 1.0 + 1e-6
+    assert named.secret.get_secret_value() not in (out / "summary.json").read_text()
+
+    paper_key = tmp_path / "paper.json"
+    runner.invoke(main, [*base, "--mode", "paper", "--out", str(paper_key)])
+    res = runner.invoke(main, ["-q", "craft", "--key", str(paper_key), "--data", str(data),
+                               "--out", str(tmp_path / "s2.pt")])  # fmt: skip
+    assert res.exit_code == 2 and "craft serves mode unlearnable" in res.output

@@ -69,10 +69,12 @@ def test_surrogate_named_in_key_and_checked(classes, tmp_path) -> None:  # type:
     again = EncryptionKey.load(named.save(tmp_path / "k.json"))
     assert again.fingerprint == named.fingerprint
     named.check_surrogate(["sha256:aa"])
-    key.check_surrogate(["sha256:anything"])  # a key naming none accepts any model
+    with pytest.raises(EncryptionKeyError, match="names no surrogate: run 'medcrypt craft"):
+        key.check_surrogate(["sha256:anything"])
     with pytest.raises(EncryptionKeyError, match="crafted with surrogate"):
         named.check_surrogate(["sha256:bb"])
     paper = EncryptionKey.generate(classes, combiner="concat", seed=1)
+    paper.check_surrogate(["sha256:anything"])  # other modes: any crafting model
     with pytest.raises(EncryptionKeyError, match="only a mode 'unlearnable' key"):
         paper.with_surrogate(["sha256:aa"])
 

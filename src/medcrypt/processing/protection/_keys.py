@@ -28,10 +28,10 @@ from medcrypt.config import StrictModel
 from medcrypt.errors import EncryptionKeyError
 from medcrypt.processing.protection._combiners import (
     COMBINERS,
-    default_target_count,
     random_params,
     validate_combiner,
 )
+from medcrypt.processing.protection._key_draw import draw_targets
 from medcrypt.processing.protection._settings import PGDSettings
 
 __all__ = ["CombinerName", "EncryptionKey"]
@@ -214,36 +214,7 @@ class EncryptionKey(StrictModel):
                 pgd=pgd,
                 secret=secret,
             )
-        if combiner not in COMBINERS:
-            raise EncryptionKeyError(
-                f"unknown combiner {combiner!r}; expected one of {', '.join(COMBINERS)}"
-            )
-        if targets_per_class is None:
-            counts = [default_target_count(combiner)] * n
-        elif isinstance(targets_per_class, int):
-            counts = [targets_per_class] * n
-        else:
-            counts = [int(c) for c in targets_per_class]
-            if len(counts) != n:
-                raise EncryptionKeyError(
-                    f"targets_per_class has {len(counts)} entries but there are {n} classes"
-                )
-        rng = np.random.default_rng(seed)
-        targets: list[tuple[int, ...]] = []
-        params: list[tuple[float, ...]] = []
-        for y, k in enumerate(counts):
-            pool = [t for t in range(n) if allow_fixed_points or t != y]
-            if not 1 <= k <= len(pool):
-                raise EncryptionKeyError(
-                    f"class {names[y]!r}: asked for {k} distinct targets but only {len(pool)} "
-                    f"{'classes exist' if allow_fixed_points else 'other classes exist'}"
-                )
-            targets.append(tuple(int(t) for t in rng.choice(pool, size=k, replace=False)))
-            try:
-                validate_combiner(combiner, k, random_params(combiner, k, np.random.default_rng(0)))
-            except ValueError as exc:
-                raise EncryptionKeyError(f"class {names[y]!r}: {exc}") from exc
-            params.append(random_params(combiner, k, rng))
+        targets, params = draw_targets(names, combiner, seed, targets_per_class, allow_fixed_points)
         return cls._assemble(
             "generated key", names, targets, combiner, params, pgd, seed, allow_fixed_points, secret
         )
@@ -363,14 +334,21 @@ class EncryptionKey(StrictModel):
     def check_surrogate(self, content_hashes: Sequence[str]) -> None:
         """Refuse crafting models that are not this key's surrogate (mode ``unlearnable``).
 
-        Keys of other modes, and unlearnable keys that name no surrogate, accept any model.
+        Keys of other modes accept any model.
 
         Raises:
-            EncryptionKeyError: a model whose content hash the key does not name, or a
-                surrogate the key names that is missing.
+            EncryptionKeyError: an unlearnable key that names no surrogate yet (``medcrypt
+                craft`` was not run), a model whose content hash the key does not name, or
+                a surrogate the key names that is missing.
         """
-        if not self.surrogate:
+        if self.pgd.mode != "unlearnable":
             return
+        if not self.surrogate:
+            raise EncryptionKeyError(
+                f"key {self.fingerprint} is mode unlearnable but names no surrogate: run "
+                f"'medcrypt craft --key KEY --data SLICES --out surrogate.pt' first and pass "
+                f"that surrogate as the model"
+            )
         given, named = list(content_hashes), set(self.surrogate)
         stray = [h for h in given if h not in named]
         if stray or set(given) != named:
