@@ -32,6 +32,8 @@ from _cases import (
     PATIENT_ID,
     PATIENT_NAME,
     build_identified_archive,
+    get_object,
+    list_objects,
     new_bucket,
     object_bodies,
     save_owner,
@@ -347,3 +349,49 @@ def test_the_keys_pgd_settings_rule_and_an_override_is_explicit_and_recorded(
     assert rec.pgd["eps"] == 1.5 and rec.metrics.eps == 1.5
     assert rec.pgd_overrides == expected
     assert json.loads(dest["_runs/pgd-override/summary.json"])["pgd_overrides"] == expected
+
+
+@pytest.mark.timeout(300)
+def test_unlearnable_key_runs_with_its_surrogate_and_refuses_another_model(
+    ray_local: None,
+    archive: dict[str, Any],
+    secrets_dir: dict[str, Any],
+    moto_server: str,
+    s3_client: Any,
+    tmp_path: Path,
+) -> None:
+    """Issue 19: the default mode through the archive job, against its min-min surrogate."""
+    from medcrypt.medical import CLASS_NAMES, make_phantom_slices
+    from medcrypt.processing import MinMinSettings, craft_surrogate, save_checkpoint
+
+    eps = 1.0
+    pgd = PGDSettings(mode="unlearnable", eps=eps, step=0.3, iters=3, precision="fp32")
+    key = EncryptionKey.generate(CLASS_NAMES, combiner="none", seed=5, pgd=pgd)
+    x, y = make_phantom_slices(4, size=32, seed=3)
+    mm = MinMinSettings(width=4, train_steps=5, noise_steps=2, max_rounds=2)
+    res = craft_surrogate(x, y, n_classes=len(CLASS_NAMES), settings=pgd, minmin=mm, seed=0)
+    surrogate = tmp_path / "surrogate.pt"
+    digest = save_checkpoint(surrogate, res.models[0], arch="cnn", class_names=CLASS_NAMES, width=4)
+    key_path = key.with_surrogate([digest]).save(tmp_path / "unlearnable.json")
+    own = {**secrets_dir, "key_path": key_path, "model": surrogate}
+
+    # another model than the key's surrogate: refused before any work
+    wrong = CliRunner().invoke(
+        main, _cli_args(archive, {**own, "model": secrets_dir["model"]}, moto_server, "unl-x")
+    )
+    assert wrong.exit_code == 2 and "crafted with surrogate" in wrong.output
+    assert not list_objects(s3_client, archive["bucket"], "unl-x")
+
+    summary = run_job(_config(archive, own, moto_server, "unl", formats=("png",)))
+    # the archive's broken cases are quarantined as in the test above (exit 3); the rest done
+    assert (summary.done, summary.quarantined) == (len(archive["good"]), len(archive["broken"]))
+    records = [
+        json.loads(get_object(s3_client, archive["bucket"], f"unl/{k}"))
+        for k in list_objects(s3_client, archive["bucket"], "unl")
+        if k.endswith("/record.json")
+    ]
+    assert len(records) == summary.done
+    for rec in records:
+        assert rec["pgd"]["mode"] == "unlearnable"
+        assert rec["model_hash"] == digest
+        assert 0 < rec["metrics"]["l2"] <= eps + 1e-6 and rec["metrics"]["within_eps"]
