@@ -203,3 +203,22 @@ def test_foreground_masks_equal_per_image_on_random_images(x: np.ndarray) -> Non
         assert str(batched.value) == str(exc)
         return
     np.testing.assert_array_equal(foreground_masks(x), expected)
+
+
+def test_slice_of_labels_matches_every_pixels_slice() -> None:
+    """The label-to-slice map read off ndimage.label's numbering equals the one that each
+    labelled pixel gives, on a stack with empty slices, full slices and many specks."""
+    from scipy import ndimage
+
+    from medcrypt.processing.protection._foreground import _CROSS_3D, _slice_of_labels
+
+    rng = np.random.default_rng(2)
+    fg = rng.uniform(size=(6, 30, 30)) > 0.6
+    fg[1] = False
+    fg[4] = True
+    labels, n = ndimage.label(fg, structure=_CROSS_3D, output=np.intp)
+    expected = np.zeros(n + 1, dtype=np.intp)
+    expected[labels] = np.arange(len(fg))[:, None, None]
+    got = _slice_of_labels(labels, fg, n)
+    assert got.shape == (n + 1,)
+    np.testing.assert_array_equal(got[1:], expected[1:])  # label 0, the background: no slice
