@@ -117,6 +117,10 @@ def test_foreground_masks_on_odd_shapes_and_uint8() -> None:
     rng = np.random.default_rng(5)
     for shape in [(3, 1, 9), (2, 9, 1), (2, 5, 7), (4, 200, 130)]:
         _assert_same(rng.uniform(size=shape) * (rng.uniform(size=shape) > 0.4))
+    for shape in [(1, 400, 520), (1, 700, 650)]:  # dilation radius 3 and 5
+        yy, xx = np.mgrid[: shape[1], : shape[2]]
+        head = np.hypot(yy - shape[1] / 2, xx - shape[2] / 2) < shape[1] / 3
+        _assert_same(np.where(head, rng.uniform(0.3, 1.0, shape), 0.0))
     codes = (rng.uniform(size=(3, 40, 40)) * 255).astype(np.uint8)
     _assert_same(codes)  # integer input, converted to float64 as foreground_mask does
 
