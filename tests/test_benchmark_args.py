@@ -63,3 +63,19 @@ def test_gpu_check_refuses_missing_wheels_and_a_wrong_python(tmp_path: Path) -> 
     assert res.returncode == 2
     version = ".".join(map(str, sys.version_info[:3]))
     assert f"the carried wheels are for Python 3.12, this is Python {version}" in res.stderr
+
+
+def test_foreground_masks_benchmark_refuses_a_bad_count_and_times_a_tiny_batch() -> None:
+    script = str(ROOT / "benchmarks" / "foreground_masks.py")
+    bad = subprocess.run(
+        [sys.executable, script, "--n", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and "expected a positive integer, got '0'" in bad.stderr
+    if not (ROOT.parent / "shared" / "data" / "figshare-btd" / "train").is_dir():
+        pytest.skip("figshare-btd not found under ../shared/data")
+    tiny = ["--n", "6", "--size", "32", "--repeats", "1"]
+    ok = subprocess.run(
+        [sys.executable, script, *tiny], capture_output=True, text=True, timeout=120
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "masks identical" in ok.stdout and ok.stdout.strip().splitlines()[-1].endswith("x")

@@ -13,6 +13,8 @@ wherever the mask is off, so a zero change survives any float or quantisation ro
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from scipy import ndimage
@@ -74,8 +76,16 @@ def foreground_mask(image: np.ndarray, *, dilation: int | None = None) -> np.nda
 def foreground_masks(images: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
     """(B, H, W) bool masks for a batch: the given ``masks`` (checked) or one per image.
 
+    The computed masks equal :func:`foreground_mask` of each image bit for bit; the whole
+    batch is computed at once (a few slices at a time): per-image percentiles, Otsu's
+    threshold as skimage computes it, and labelling, hole filling and dilation of the stack
+    with in-plane neighbourhoods only, so that no two slices ever touch. Images that the
+    vectorised path does not cover (non-finite values, or a value range too narrow for
+    256 histogram bins) go through :func:`foreground_mask` one by one, so that they give
+    its result or its error.
+
     Raises:
-        ValueError: ``masks`` of another shape than ``images``.
+        ValueError: ``masks`` of another shape than ``images``; images not (B, H, W).
     """
     arr = np.asarray(images)
     if masks is not None:
@@ -83,7 +93,187 @@ def foreground_masks(images: np.ndarray, masks: np.ndarray | None = None) -> np.
         if m.shape != arr.shape:
             raise ValueError(f"masks shaped {m.shape} do not match images shaped {arr.shape}")
         return m.astype(bool)
-    return np.stack([foreground_mask(x) for x in arr]) if arr.shape[0] else arr.astype(bool)
+    if arr.ndim and not arr.shape[0]:
+        return arr.astype(bool)
+    if arr.ndim != 3:
+        raise ValueError(f"expected a batch of 2D images (B, H, W), got shape {arr.shape}")
+    step = max(1, _CHUNK_PIXELS // max(1, arr.shape[1] * arr.shape[2]))
+    return np.concatenate([_masks(arr[i : i + step]) for i in range(0, len(arr), step)])
+
+
+#: Pixels per vectorised chunk (16 slices of 256x256): its float64 temporaries stay near 8 MiB.
+_CHUNK_PIXELS = 1 << 20
+_NBINS = 256  # skimage's threshold_otsu default
+_CROSS = ndimage.generate_binary_structure(2, 1)  # ndimage's default 2D connectivity
+#: The same connectivity for a (B, H, W) stack: nothing off the middle plane, so ndimage.label
+#: (which wants a 3x3x3 structure) never joins pixels of neighbouring slices.
+_CROSS_3D = np.stack([np.zeros_like(_CROSS), _CROSS, np.zeros_like(_CROSS)])
+
+
+def _masks(images: np.ndarray) -> np.ndarray:
+    """:func:`foreground_mask` of every slice of a (B, H, W) chunk, computed at once."""
+    a = np.asarray(images, dtype=np.float64)
+    b, h, w = a.shape
+    flat = a.reshape(b, h * w)
+    mn, mx = flat.min(axis=1), flat.max(axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        exotic = ~np.isfinite(mx - mn) | _too_narrow_for_bins(mn, mx)
+    if exotic.any():  # rare: the reference, one by one, for those; the rest vectorised
+        out = np.empty(a.shape, dtype=bool)
+        out[exotic] = [foreground_mask(x) for x in a[exotic]]
+        if not exotic.all():
+            out[~exotic] = _masks(a[~exotic])
+        return out
+    lo, hi = np.percentile(flat, [1.0, 99.0], axis=1)
+    hi = np.where(hi > lo, hi, mx)
+    t = lo + _RANGE_FRACTION * (hi - lo)
+    varied = mn < mx  # threshold_otsu is only asked about these
+    if varied.any():
+        t[varied] = np.minimum(t[varied], _otsu(flat[varied], mn[varied], mx[varied]))
+    t = np.maximum(t, lo)
+    t[~(hi > lo)] = np.inf  # flat between the percentiles and at the top: nothing to protect
+    fg = a > t[:, None, None]
+    fg = _without_specks(fg, min_size=max(4, int(0.001 * h * w)))
+    fg = _fill_holes(fg)
+    fg = _dilate(fg, _dilation_radius((h, w)))
+    return fg & (a > mn[:, None, None])
+
+
+def _too_narrow_for_bins(mn: np.ndarray, mx: np.ndarray) -> np.ndarray:
+    """Rows whose [mn, mx] np.histogram splits differently (a zero step: its denormal branch)
+    or refuses (edges that do not increase: 'Too many bins for data range')."""
+    step = (mx - mn) / _NBINS
+    edges = _bin_edges(mn, mx)
+    varied = mn < mx
+    return varied & ((step == 0) | (np.diff(edges, axis=1) <= 0).any(axis=1))
+
+
+def _bin_edges(mn: np.ndarray, mx: np.ndarray) -> np.ndarray:
+    """np.histogram's edges for 256 bins over [mn, mx], per row: np.linspace's arithmetic."""
+    edges = np.arange(_NBINS + 1, dtype=np.float64) * ((mx - mn) / _NBINS)[:, None]
+    edges += mn[:, None]
+    edges[:, -1] = mx
+    return edges
+
+
+def _otsu(flat: np.ndarray, mn: np.ndarray, mx: np.ndarray) -> np.ndarray:
+    """skimage.filters.threshold_otsu of each row of a (B, N) float64 array whose min
+    ``mn`` is below its max ``mx``, to the bit: the same histogram and the same arithmetic.
+
+    skimage histograms with ``np.histogram(image, 256)`` over the image's own range and takes
+    the bin centre that maximises the between-class variance, from float32 counts.
+    """
+    b = len(flat)
+    edges = _bin_edges(mn, mx)
+    counts = _bin_counts(flat, mn, mx, edges).astype(np.float32)  # as skimage's counts
+    centers = (edges[:, :-1] + edges[:, 1:]) / 2.0
+    # threshold_otsu, row-wise (cumulative sums run along each row in the same order)
+    weight1 = np.cumsum(counts, axis=1)
+    weight2 = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]
+    mean1 = np.cumsum(counts * centers, axis=1) / weight1
+    mean2 = (np.cumsum((counts * centers)[:, ::-1], axis=1) / weight2[:, ::-1])[:, ::-1]
+    variance12 = weight1[:, :-1] * weight2[:, 1:] * (mean1[:, :-1] - mean2[:, 1:]) ** 2
+    return centers[np.arange(b), np.argmax(variance12, axis=1)]
+
+
+def _bin_counts(flat: np.ndarray, mn: np.ndarray, mx: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(B, 256) counts of ``np.histogram(row, 256)`` for each row of ``flat`` (min ``mn``,
+    max ``mx``, bin edges ``edges``), with np.histogram's own bin rule: the scaled position,
+    the right edge into the last bin, then one bin down or up where rounding put a value on
+    the wrong side of an edge (down first, then up from the corrected bin; the last bin also
+    holds its right edge)."""
+    b = len(flat)
+    f = flat - mn[:, None]
+    f /= (mx - mn)[:, None]
+    f *= _NBINS
+    idx = f.astype(np.intp)
+    del f
+    np.minimum(idx, _NBINS - 1, out=idx)
+    idx += (np.arange(b) * _NBINS)[:, None]  # row r's bins are r * 256 .. r * 256 + 255
+    idx = idx.ravel()
+    values = flat.ravel()
+    lower = edges[:, :-1].ravel()
+    upper = edges[:, 1:].copy()
+    upper[:, -1] = np.inf  # never step up out of the last bin
+    idx[np.flatnonzero(values < lower.take(idx))] -= 1  # rare: short index lists
+    idx[np.flatnonzero(values >= upper.ravel().take(idx))] += 1
+    return np.bincount(idx, minlength=b * _NBINS).reshape(b, _NBINS)
+
+
+def _without_specks(fg: np.ndarray, min_size: int) -> np.ndarray:
+    """Components under ``min_size`` pixels removed, in slices with more than one component."""
+    labels, n = ndimage.label(fg, structure=_CROSS_3D, output=np.intp)
+    if n <= 1:
+        return fg
+    sizes = np.bincount(labels.ravel())
+    slice_of = _slice_of_labels(labels, fg, n)
+    components = np.bincount(slice_of[1:], minlength=len(fg))
+    keep = (sizes >= min_size) | (components[slice_of] <= 1)
+    keep[0] = False
+    return keep.take(labels)
+
+
+def _slice_of_labels(labels: np.ndarray, fg: np.ndarray, n: int) -> np.ndarray:
+    """The slice that each label 1..n of a stack labelled in-plane lies in (entry 0: unused).
+
+    ndimage.label numbers components in the order it meets them, scanning the stack slice by
+    slice, so each slice's labels form one run following the previous slice's. That is
+    checked (cheaply: each slice's lowest label lies above every earlier slice's highest)
+    before it is used; otherwise every pixel tells its label's slice.
+    """
+    rows, inside = labels.reshape(len(labels), -1), fg.reshape(len(fg), -1)
+    top = rows.max(axis=1)  # 0 for an empty slice
+    bottom = rows.min(axis=1, initial=n + 1, where=inside)
+    below = np.concatenate([[0], np.maximum.accumulate(top)[:-1]])
+    if np.all((bottom > below) | (top == 0)):
+        counts = np.where(top > 0, top - bottom + 1, 0)
+        return np.concatenate([[0], np.repeat(np.arange(len(labels)), counts)])
+    slice_of = np.zeros(n + 1, dtype=np.intp)  # pragma: no cover - ndimage's order changed
+    slice_of[labels] = np.arange(len(labels))[:, None, None]  # pragma: no cover
+    return slice_of  # pragma: no cover
+
+
+def _fill_holes(fg: np.ndarray) -> np.ndarray:
+    """ndimage.binary_fill_holes of each slice: background that cannot reach the slice's
+    border through 4-connected background is filled.
+
+    binary_fill_holes floods the background from outside the image (border value 1) with the
+    cross; here the background's 4-connected components are labelled (in-plane only) and
+    those with a pixel on the slice's edge are the ones that flood reaches. Labelling once
+    is about 7x faster than ndimage's iterated flood on the stack. (That flood, given the
+    in-plane ``_CROSS_3D``, would need no padding of the batch axis either: a structure with
+    nothing off the middle plane never looks past the first or last slice, so the border
+    value there seeds nothing; checked equal when this was written.)
+    """
+    bg, _ = ndimage.label(~fg, structure=_CROSS_3D, output=np.intp)
+    outside = np.zeros(int(bg.max()) + 1, dtype=bool)
+    for edge in (bg[:, 0, :], bg[:, -1, :], bg[:, :, 0], bg[:, :, -1]):
+        outside[edge] = True
+    outside[0] = False  # label 0 is the foreground itself
+    return ~outside.take(bg)
+
+
+def _dilate(fg: np.ndarray, r: int) -> np.ndarray:
+    """ndimage.binary_dilation of each slice by the disc ``y^2 + x^2 <= r^2`` (border 0).
+
+    The disc is the union of horizontal runs, half-width ``floor(sqrt(r^2 - dy^2))`` at row
+    offset ``dy``: grow along W once per half-width, then OR the row-shifted copies. The
+    union of shifted copies is the dilation, exactly; nothing wraps or crosses slices.
+    """
+    if r <= 0:
+        return fg
+    wide = [fg]  # wide[k]: fg grown by k pixels along W
+    for k in range(1, r + 1):
+        g = wide[-1].copy()
+        g[:, :, k:] |= fg[:, :, :-k]
+        g[:, :, :-k] |= fg[:, :, k:]
+        wide.append(g)
+    out = wide[r].copy()
+    for dy in range(1, r + 1):
+        g = wide[math.isqrt(r * r - dy * dy)]
+        out[:, dy:, :] |= g[:, :-dy, :]
+        out[:, :-dy, :] |= g[:, dy:, :]
+    return out
 
 
 def _norms(d: torch.Tensor) -> torch.Tensor:
