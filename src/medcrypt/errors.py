@@ -192,7 +192,8 @@ class AnswerSheetError(StudyError):
 class AnswerStoreError(StudyError):
     """The study web app's answer database (``STUDY/answers.sqlite``) refused a read or write:
     locked by another process, read-only, or the disk is full. ``reason`` is ``locked``,
-    ``read-only``, ``full`` or ``other``; the answer was not stored and may be sent again."""
+    ``read-only``, ``full``, ``io`` or ``other``; the answer was not stored and may be sent
+    again."""
 
     def __init__(self, message: str, *, reason: str, uri: str | None = None) -> None:
         self.reason = reason

@@ -199,7 +199,8 @@ def create_app(
 
     async def reader_finish(request: Request, reader: str | None) -> Response:
         assert reader is not None
-        return JSONResponse(await run_in_threadpool(service.finish, reader))
+        data = await body(request)
+        return JSONResponse(await run_in_threadpool(service.finish, reader, data))
 
     async def coordinator_state(request: Request, _: str | None) -> Response:
         return JSONResponse(await run_in_threadpool(service.progress))

@@ -96,6 +96,10 @@ def _reason(exc: sqlite3.Error) -> tuple[str, str]:
         return "read-only", "the answer database is read-only, so answers cannot be saved"
     if "full" in text:
         return "full", "the disk holding the answer database is full"
+    if "disk i/o" in text or "unable to open" in text:
+        return "io", (
+            f"the disk refused to write the answer database (read-only, full or failing: {exc})"
+        )
     return "other", f"the answer database failed ({exc})"
 
 
@@ -223,6 +227,15 @@ class AnswerStore:
     def latest(self, reader: str, session: int) -> dict[str, str]:
         """image ID -> the reader's latest diagnosis for it in this session."""
         return {a.image_id: a.diagnosis for a in self.answers(reader, session)}
+
+    def answered(self, reader: str, session: int) -> int:
+        """How many images of one reader's session have an answer."""
+        with self._db() as conn:
+            row = conn.execute(
+                "SELECT COUNT(DISTINCT image_id) FROM answers WHERE reader = ? AND session = ?",
+                (reader, session),
+            ).fetchone()
+        return int(row[0])
 
     def counts(self) -> dict[tuple[str, int], int]:
         """(reader, session) -> how many images have an answer."""

@@ -151,12 +151,23 @@ class StudyService:
             answered_at=self.clock(),
             app_version=APP_VERSION,
         )
-        answered = len(self.store.latest(reader, a.session))
+        answered = self.store.answered(reader, a.session)
         return {"saved": True, "new": new, "answered": answered, "total": len(a.image_ids)}
 
-    def finish(self, reader: str) -> dict[str, Any]:
-        """Hand in the current session once every image has an answer."""
+    def finish(self, reader: str, body: Any) -> dict[str, Any]:
+        """Hand in session ``body["session"]`` once every image has an answer.
+
+        Idempotent: handing in a session that is handed in already answers the same (a retried
+        request must not hand in the next session).
+        """
+        session = body.get("session") if isinstance(body, dict) else None
+        if session not in (1, 2):
+            raise Refusal(422, f"expected session 1 or 2, got {session!r}")
+        if (reader, session) in self.store.finished():
+            return {"finished": session}
         a = self._open(reader)
+        if a.session != session:
+            raise Refusal(409, f"session {session} is not your open session ({a.session} is)")
         latest = self.store.latest(reader, a.session)
         missing = [pos for pos, iid in enumerate(a.image_ids, start=1) if iid not in latest]
         if missing:

@@ -246,7 +246,7 @@
   async function finish() {
     if ($("finish").disabled) return;
     $("finish").disabled = true;
-    const resp = await api("/api/reader/finish", { method: "POST", body: {} }).catch(() => null);
+    const resp = await api("/api/reader/finish", { method: "POST", body: { session: state.data.session } }).catch(() => null);
     const body = resp ? await resp.json().catch(() => ({})) : {};
     if (!resp || !resp.ok) {
       banner((body && body.error) || "Handing in failed; try again.");
