@@ -68,6 +68,7 @@ _STATIC = {
     "reader.js": "text/javascript; charset=utf-8",
     "coordinator.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
 _PAGES = {"reader": "reader.html", "coordinator": "coordinator.html"}
 _MAX_BODY = 16_384

@@ -93,8 +93,16 @@ class StudyService:
         return a
 
     def reader_state(self, reader: str) -> dict[str, Any]:
-        """Everything the reader's page needs for the current session."""
-        a = self._open(reader)
+        """Everything the reader's page needs for the current session.
+
+        While the session is refused (washout) or both are handed in, only that status and
+        its message: nothing of the session (the image, answer and hand-in requests of a
+        refused session get 403 / 409).
+        """
+        try:
+            a = self._open(reader)
+        except Refusal as exc:
+            return {"reader": reader, "message": exc.message, **exc.extra}
         clicks = self.store.answers(reader, a.session)
         latest = {c.image_id: c.diagnosis for c in clicks}
         order = list(a.image_ids)

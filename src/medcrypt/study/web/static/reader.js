@@ -65,9 +65,9 @@
       return message("The study server cannot be reached. Try again in a moment.");
     }
     const body = await resp.json().catch(() => ({}));
-    if (!resp.ok) {
+    if (!resp.ok || body.status !== "open") {
       state.data = null;
-      return message(body.error || "This link does not open a session (" + resp.status + ").");
+      return message(body.message || body.error || "This link does not open a session (" + resp.status + ").");
     }
     state.data = body;
     state.answers = Object.assign({}, body.answers);
