@@ -182,8 +182,8 @@ class AnswerStore:
         """Store one click; False when this ``answer_id`` was stored before (a retry).
 
         Raises:
-            AnswerStoreError: not stored (locked, read-only, full), or the ``answer_id`` was
-                stored before with a different answer (reason ``other``).
+            AnswerStoreError: not stored (locked, read-only, full).
+            ValueError: the ``answer_id`` was stored before with a different answer.
         """
         with self._db() as conn:
             cur = conn.execute(
@@ -206,10 +206,9 @@ class AnswerStore:
                 (answer_id,),
             ).fetchone()
         if tuple(old) != (reader, session, image_id, diagnosis):
-            raise AnswerStoreError(
+            raise ValueError(
                 f"answer ID {answer_id!r} was already used for another answer; expected a new "
-                "ID for every click",
-                reason="other",
+                "ID for every click"
             )
         return False
 

@@ -150,15 +150,18 @@ class StudyService:
             raise Refusal(422, f"image {iid!r} is not in your session {a.session}")
         if not isinstance(diagnosis, str) or diagnosis not in self.classes:
             raise Refusal(422, f"diagnosis {diagnosis!r} is not one of {' | '.join(self.classes)}")
-        new = self.store.record_answer(
-            answer_id=answer_id,
-            reader=reader,
-            session=a.session,
-            image_id=iid,
-            diagnosis=diagnosis,
-            answered_at=self.clock(),
-            app_version=APP_VERSION,
-        )
+        try:
+            new = self.store.record_answer(
+                answer_id=answer_id,
+                reader=reader,
+                session=a.session,
+                image_id=iid,
+                diagnosis=diagnosis,
+                answered_at=self.clock(),
+                app_version=APP_VERSION,
+            )
+        except ValueError as exc:
+            raise Refusal(409, str(exc)) from None
         answered = self.store.answered(reader, a.session)
         return {"saved": True, "new": new, "answered": answered, "total": len(a.image_ids)}
 
