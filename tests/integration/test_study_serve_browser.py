@@ -4,7 +4,8 @@ A reader answers a whole session with the keyboard, closes the browser halfway a
 to the same place; window/level and zoom respond; handing in the session leads to session 2,
 which the server refuses before its washout date (the date is shown); a database locked by
 another program shows the reader a message and the answer is saved once the lock is gone;
-the coordinator's page shows the progress. No console error, no failed request, and no request leaves the server (the one logged error is the 503 of the lock).
+the coordinator's page shows the progress. No console error (but the 503 of the lock), no
+failed request, and no request leaves the server.
 
 ``MEDCRYPT_STUDY_SCREENSHOT=docs/study-reader.png`` also saves the README's screenshot of
 the reader's view, taken by this browser.

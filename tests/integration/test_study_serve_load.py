@@ -33,7 +33,7 @@ from _study_fixtures import make_phantom_study
 from _study_server import StudyServer, study_links
 
 from medcrypt.study import ingest_sheets, load_key, read_answers, tally
-from medcrypt.study.web import ingest_web_answers
+from medcrypt.study.web import ingest_web_answers, prepare_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -229,9 +229,9 @@ def test_an_unwritable_database_stops_serve_with_a_clear_error(
     if shutil.which("chattr") is None:
         pytest.skip("chattr (e2fsprogs) is not installed")
     study = _copy(template, tmp_path)
-    server = StudyServer(study).start()  # creates answers.sqlite and the links
-    server.stop()
+    prepare_server(study)  # what a first serve does: answers.sqlite (WAL) and the links
     db = study / "answers.sqlite"
+    assert not (study / "answers.sqlite-wal").exists()  # checkpointed on close
     flag = subprocess.run(["chattr", "+i", str(db)], capture_output=True, text=True, check=False)
     if flag.returncode != 0:
         pytest.skip(f"this file system refuses chattr +i: {flag.stderr.strip()}")
