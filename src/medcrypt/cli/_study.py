@@ -198,9 +198,14 @@ def _echo_ingest(result: IngestResult) -> None:
         if s.name_mismatch:
             click.echo(f"warning: file {s.file}: {s.name_mismatch}", err=True)
         if s.early_days:
+            how = (
+                "opened early by the coordinator in the web app"
+                if s.file.startswith("answers.sqlite:")
+                else "accepted with --allow-early"
+            )
             click.echo(
                 f"warning: reader {s.reader!r} session {s.session} came in {s.early_days} "
-                "day(s) before its not-before date; accepted with --allow-early (recorded)",
+                f"day(s) before its not-before date; {how} (recorded)",
                 err=True,
             )
     for sheet in result.skipped:

@@ -243,6 +243,7 @@ def test_a_read_only_database_gives_a_clear_503(served: Served, monkeypatch: Any
 def test_tokens_are_stored_hashed_and_reissuing_revokes_the_old_links(served: Served) -> None:
     links_file = served.study / "unblinding" / "links.txt"
     assert stat.S_IMODE(links_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((served.study / "answers.sqlite").stat().st_mode) == 0o600
     raw = (served.study / "answers.sqlite").read_bytes()
     wal = served.study / "answers.sqlite-wal"
     raw += wal.read_bytes() if wal.exists() else b""

@@ -17,15 +17,18 @@ rather than overwriting one row per image means a retried request (the browser d
 the reply, the server was killed) is recognised and stored once (``INSERT OR IGNORE`` on the
 unique ID), "0 lost, 0 duplicated" can be counted exactly, and a changed mind stays visible.
 
-Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a committed click survives a
-killed server and a power cut; each call opens its own connection (no connection is shared
-between threads) and commits before the reply is sent. Locked, read-only and full databases
+The file is created owner-only (0600). Durability: ``journal_mode=WAL`` with
+``synchronous=FULL``, so a committed click survives a killed server and a power cut; each
+call opens its own connection (no connection is shared between threads) and commits before
+the reply is sent. Locked, read-only and full databases
 become :class:`~medcrypt.errors.AnswerStoreError` with a message for the reader.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -145,6 +148,18 @@ class AnswerStore:
             AnswerStoreError: the database cannot be created or written (read-only file or
                 folder, full disk, locked).
         """
+        try:
+            # owner-only from the first byte; SQLite gives -wal and -shm the same mode
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise AnswerStoreError(
+                f"cannot create the answer database ({exc}); `medcrypt study serve` needs to "
+                "write in the study folder",
+                reason="read-only" if exc.errno in (errno.EROFS, errno.EACCES) else "io",
+                uri=str(self.path),
+            ) from exc
         try:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
             try:
