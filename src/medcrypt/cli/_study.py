@@ -247,7 +247,13 @@ def tally_cmd(study_dir: Path, key: Path | None, out: Path | None) -> None:
 @study.command("serve")
 @click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="TCP port to listen on.",
+)
 @click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), help=_KEY_HELP)
 @click.option(
     "--reissue-links",
