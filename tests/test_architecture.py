@@ -49,6 +49,17 @@ FORBIDDEN = {
     },
     "processing/protection": {"medcrypt.processing.assessment", "medcrypt.processing"},
     "study": {"torch", "ray", "medcrypt.processing", "medcrypt.cluster", "medcrypt.cli"},
+    # the readers' web app (medcrypt study serve): the study's core, never the job's
+    "study/web": {
+        "torch",
+        "ray",
+        "boto3",
+        "medcrypt.processing",
+        "medcrypt.cluster",
+        "medcrypt.storage",
+        "medcrypt.cli",
+        "medcrypt.report",
+    },
     "cluster": {"medcrypt.cli", "medcrypt.study", "medcrypt.report"},
     # pages read records and reports as JSON: no torch / ray, nor the packages that write them
     "report": {
@@ -126,6 +137,21 @@ def test_processing_rooms_see_an_upward_import(
     assert _violations("processing/models") == [
         "processing/models/_x.py imports medcrypt.processing.protection._keys"
     ]
+
+
+def test_study_core_does_not_import_the_web_app() -> None:
+    """create / ingest / tally work without the web framework: only study/web imports it."""
+    web = SRC / "study" / "web"
+    bad = []
+    for path in sorted((SRC / "study").rglob("*.py")):
+        if path.is_relative_to(web):
+            continue
+        for name in _imports(path):
+            if name.split(".")[0] in {"starlette", "uvicorn"} or name.startswith(
+                "medcrypt.study.web"
+            ):
+                bad.append(f"{path.relative_to(SRC)} imports {name}")
+    assert bad == []
 
 
 def test_checker_sees_a_violation(tmp_path: Path) -> None:

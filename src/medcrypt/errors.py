@@ -23,7 +23,8 @@ adapter boundary with ``raise ... from exc`` so the original traceback stays ava
     ├── ModelError                  a checkpoint is malformed or does not fit the data
     ├── JobError                    the archive job cannot start or continue
     └── StudyError                  reader-study creation, ingest or tally failed
-        └── AnswerSheetError        filled answer sheets failed validation (all problems)
+        ├── AnswerSheetError        filled answer sheets failed validation (all problems)
+        └── AnswerStoreError        the web app's answer database cannot be written now
 
 Each error carries the context it knows about as attributes (``case_id``, ``uri``, ``path``,
 ``field``) so that records and logs can say *which* case and *which* file went wrong.
@@ -35,6 +36,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "AnswerSheetError",
+    "AnswerStoreError",
     "ConfigError",
     "DicomSeriesError",
     "EmptyMaskError",
@@ -185,3 +187,14 @@ class AnswerSheetError(StudyError):
         self.problems = list(problems)
         text = f"{len(self.problems)} problem(s) in answer sheets:\n  " + "\n  ".join(self.problems)
         super().__init__(text)
+
+
+class AnswerStoreError(StudyError):
+    """The study web app's answer database (``STUDY/answers.sqlite``) refused a read or write:
+    locked by another process, read-only, or the disk is full. ``reason`` is ``locked``,
+    ``read-only``, ``full``, ``io`` or ``other``; the answer was not stored and may be sent
+    again."""
+
+    def __init__(self, message: str, *, reason: str, uri: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message, uri=uri)

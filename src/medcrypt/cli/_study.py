@@ -1,21 +1,27 @@
-"""CLI commands of medcrypt.study: ``medcrypt study create | ingest | tally``.
+"""CLI commands of medcrypt.study: ``medcrypt study create | ingest | tally | serve``.
 
 Study folder conventions: the unblinding key defaults to ``STUDY/unblinding/key.json``,
 answers go to ``STUDY/answers.jsonl`` and the tally to ``STUDY/report/``. Only
-``STUDY/packets/`` is handed to readers.
+``STUDY/packets/`` is handed to readers. ``serve`` keeps web answers in
+``STUDY/answers.sqlite`` and the readers' links in ``STUDY/unblinding/links.txt`` (0600);
+``ingest`` and ``tally`` take every handed-in web session from there through the answer
+sheets' validation.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from medcrypt.cli._progress import progress_bar
 from medcrypt.config import load_config
 from medcrypt.errors import AnswerSheetError, ConfigError
+
+if TYPE_CHECKING:
+    from medcrypt.study import IngestResult
 
 __all__ = ["register"]
 
@@ -135,7 +141,7 @@ def create(
 @study.command("ingest")
 @click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument(
-    "sheets", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+    "sheets", nargs=-1, required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), help=_KEY_HELP)
 @click.option(
@@ -149,18 +155,41 @@ def ingest(study_dir: Path, sheets: tuple[Path, ...], key: Path | None, allow_ea
 
     Every problem in every sheet is listed; nothing is stored unless all sheets are valid.
     A sheet already ingested byte for byte is skipped. A sheet for a session whose
-    not-before date has not come yet is refused unless --allow-early.
+    not-before date has not come yet is refused unless --allow-early. Sessions handed in
+    through `study serve` (STUDY_DIR/answers.sqlite) are ingested too, as the sheets they
+    would have been, through the same checks; with no SHEETS, only those.
     """
     from medcrypt.study import ingest_sheets, load_key
+    from medcrypt.study.web import ingest_web_answers
 
     unblinding = load_key(_key_path(study_dir, key))
-    try:
-        result = ingest_sheets(
-            unblinding, list(sheets), study_dir / "answers.jsonl", allow_early=allow_early
+    if not sheets and not (study_dir / "answers.sqlite").exists():
+        raise ConfigError(
+            "expected answer sheets to ingest, or web answers in answers.sqlite; got neither",
+            field="sheets",
         )
+    if sheets:
+        try:
+            result = ingest_sheets(
+                unblinding, list(sheets), study_dir / "answers.jsonl", allow_early=allow_early
+            )
+        except AnswerSheetError as exc:
+            click.echo(f"nothing was ingested: {len(exc.problems)} problem(s)", err=True)
+            raise
+        _echo_ingest(result)
+    try:
+        web = ingest_web_answers(unblinding, study_dir)
     except AnswerSheetError as exc:
-        click.echo(f"nothing was ingested: {len(exc.problems)} problem(s)", err=True)
+        click.echo(
+            f"no web answers were ingested: {len(exc.problems)} problem(s)"
+            + (" (the sheets above were stored)" if sheets else ""),
+            err=True,
+        )
         raise
+    _echo_ingest(web)
+
+
+def _echo_ingest(result: IngestResult) -> None:
     for s in result.sheets:
         click.echo(
             f"stored {s.n_answers} answers for reader {s.reader!r} session {s.session} "
@@ -169,9 +198,14 @@ def ingest(study_dir: Path, sheets: tuple[Path, ...], key: Path | None, allow_ea
         if s.name_mismatch:
             click.echo(f"warning: file {s.file}: {s.name_mismatch}", err=True)
         if s.early_days:
+            how = (
+                "opened early by the coordinator in the web app"
+                if s.file.startswith("answers.sqlite:")
+                else "accepted with --allow-early"
+            )
             click.echo(
                 f"warning: reader {s.reader!r} session {s.session} came in {s.early_days} "
-                "day(s) before its not-before date; accepted with --allow-early (recorded)",
+                f"day(s) before its not-before date; {how} (recorded)",
                 err=True,
             )
     for sheet in result.skipped:
@@ -187,10 +221,15 @@ def ingest(study_dir: Path, sheets: tuple[Path, ...], key: Path | None, allow_ea
     help="Report folder (default: STUDY_DIR/report).",
 )
 def tally_cmd(study_dir: Path, key: Path | None, out: Path | None) -> None:
-    """Tally the ingested answers: Figure 6, agreement statistics, iMRMC export, report."""
+    """Tally the ingested answers: Figure 6, agreement statistics, iMRMC export, report.
+
+    Web sessions handed in through `study serve` are ingested first (as `study ingest` does).
+    """
     from medcrypt.study import load_key, read_answers, tally, write_report
+    from medcrypt.study.web import ingest_web_answers
 
     unblinding = load_key(_key_path(study_dir, key))
+    _echo_ingest(ingest_web_answers(unblinding, study_dir))
     answers = read_answers(study_dir / "answers.jsonl", key=unblinding)
     report = tally(unblinding, answers)
     paths = write_report(report, unblinding, answers, out or study_dir / "report")
@@ -203,6 +242,49 @@ def tally_cmd(study_dir: Path, key: Path | None, out: Path | None) -> None:
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"report: {paths['markdown']}")
+
+
+@study.command("serve")
+@click.argument("study_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="TCP port to listen on.",
+)
+@click.option("--key", "key", type=click.Path(dir_okay=False, path_type=Path), help=_KEY_HELP)
+@click.option(
+    "--reissue-links",
+    is_flag=True,
+    help="Mint new links for every reader and the coordinator; the old ones stop working.",
+)
+def serve(study_dir: Path, host: str, port: int, key: Path | None, reissue_links: bool) -> None:
+    """Serve the study to readers in their browsers, and its progress to the coordinator.
+
+    Prints one link per reader and the coordinator's link (also kept, owner-only, in
+    STUDY_DIR/unblinding/links.txt); answers go to STUDY_DIR/answers.sqlite on every click.
+    Only 127.0.0.1 by default: for other machines put a TLS reverse proxy in front.
+    """
+    from medcrypt.study.web import is_loopback, prepare_server, run_server
+
+    prepared = prepare_server(study_dir, key_path=key, reissue_links=reissue_links)
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    if prepared.issued:
+        click.echo(f"new links issued (kept, owner-only, in {prepared.links_file}):")
+    for line in prepared.links.lines(base):
+        click.echo(line)
+    click.echo(f"answers are saved in {prepared.db}; stop with Ctrl-C")
+    if not is_loopback(host):
+        click.echo(
+            f"warning: listening on {host}, not only this machine: links and answers travel "
+            "unencrypted. Put a TLS reverse proxy in front (README: 'Serving the study') and "
+            "give readers its https:// address instead of these.",
+            err=True,
+        )
+    run_server(prepared.app, host, port)
 
 
 def register(group: click.Group) -> None:

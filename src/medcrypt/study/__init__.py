@@ -18,7 +18,7 @@ from medcrypt.study._create import (
     sheet_name,
 )
 from medcrypt.study._images import encode_packet_png
-from medcrypt.study._ingest import IngestResult, StoredSheet, ingest_sheets
+from medcrypt.study._ingest import IngestResult, SheetInput, StoredSheet, ingest_sheets
 from medcrypt.study._key import (
     ImageEntry,
     SessionAssignment,
@@ -69,6 +69,7 @@ __all__ = [
     "PairedSummary",
     "SessionAssignment",
     "SessionTiming",
+    "SheetInput",
     "Stat",
     "StoredSheet",
     "StudyCase",

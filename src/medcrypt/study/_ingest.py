@@ -21,6 +21,12 @@ The sheet code, not the file name, says whose sheet it is: a sheet stored for ``
 file named ``answers_dr_b_session-1.csv`` is reported under ``dr_c``, with the file named.
 Sheets saved by a spreadsheet with ``;`` as the separator are read too.
 
+Answers given in the web app (``medcrypt study serve``) come in the same way: each finished
+web session is written out as the exact bytes of its filled answer sheet (:class:`SheetInput`,
+see :mod:`medcrypt.study.web`) and goes through this same validation. Such a sheet carries the
+time its answers were given (``read_at``, checked against the washout instead of the ingest
+time) and whether the coordinator opened it early (``allow_early`` for that sheet alone).
+
 Re-ingesting: answers are stored append-only in ``answers.jsonl`` with the ingest time and the
 sheet's SHA-256. A sheet whose exact bytes were already ingested is a **no-op** (reported as
 skipped). A *different* sheet for a (reader, session) that already has answers is refused as
@@ -38,6 +44,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from medcrypt.config import StrictModel
@@ -47,7 +54,7 @@ from medcrypt.study._log import AnswerRecord, read_answers
 from medcrypt.study._packet import SHEET_COLUMNS
 from medcrypt.study._washout import days_early
 
-__all__ = ["IngestResult", "StoredSheet", "ingest_sheets"]
+__all__ = ["IngestResult", "SheetInput", "StoredSheet", "ingest_sheets"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,11 +115,37 @@ def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
             yield number, cells
 
 
+@dataclass(frozen=True)
+class SheetInput:
+    """A filled answer sheet given as bytes rather than a file (the web app's finished sessions).
+
+    ``name`` is what the log and every message call it; ``read_at`` is when its answers were
+    given (the washout is checked against it instead of the ingest time); ``allow_early``
+    accepts this sheet alone before its not-before date (the coordinator opened it early).
+    """
+
+    name: str
+    data: bytes
+    read_at: dt.datetime | None = None
+    allow_early: bool = False
+
+
 class _Sheet:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.name = path.name
-        self.data = path.read_bytes()
+    def __init__(self, source: Path | SheetInput) -> None:
+        if isinstance(source, SheetInput):
+            self.path = Path(source.name)
+            self.label = source.name
+            self.name = source.name
+            self.data = source.data
+            self.read_at = source.read_at
+            self.allow_early = source.allow_early
+        else:
+            self.path = Path(source)
+            self.label = str(source)
+            self.name = self.path.name
+            self.data = self.path.read_bytes()
+            self.read_at = None
+            self.allow_early = False
         self.sha256 = hashlib.sha256(self.data).hexdigest()
 
 
@@ -259,7 +292,7 @@ def _unknown_id(raw: str) -> str:
 
 def ingest_sheets(
     key: UnblindingKey,
-    sheets: Sequence[Path],
+    sheets: Sequence[Path | SheetInput],
     answers_path: Path,
     *,
     now: dt.datetime | None = None,
@@ -282,11 +315,11 @@ def ingest_sheets(
         done_sessions.setdefault((r.reader, r.session), r.sheet)
 
     loaded: list[_Sheet] = []
-    for path in sheets:
+    for source in sheets:
         try:
-            loaded.append(_Sheet(Path(path)))
+            loaded.append(_Sheet(source))
         except OSError as exc:
-            raise StudyError(f"cannot read answer sheet: {exc}", uri=str(path)) from exc
+            raise StudyError(f"cannot read answer sheet: {exc}", uri=str(source)) from exc
 
     stamp = now or dt.datetime.now(dt.UTC)
     problems: list[str] = []
@@ -297,9 +330,9 @@ def ingest_sheets(
     for sheet in loaded:
         if sheet.sha256 in done_hashes or sheet.sha256 in batch_hashes:
             logger.info(
-                "sheet %s was already ingested (sha256 %s); skipping", sheet.path, sheet.sha256
+                "sheet %s was already ingested (sha256 %s); skipping", sheet.label, sheet.sha256
             )
-            skipped.append(str(sheet.path))
+            skipped.append(sheet.label)
             continue
         batch_hashes.add(sheet.sha256)
         assignment, rows = _check_sheet(sheet, key, problems)
@@ -322,19 +355,22 @@ def ingest_sheets(
             )
             continue
         batch_sessions[slot] = sheet.name
-        early = days_early(key, assignment.session, stamp.date())
-        if early and not allow_early:
+        read_on = (sheet.read_at or stamp).date()
+        early = days_early(key, assignment.session, read_on)
+        if early and not (allow_early or sheet.allow_early):
             problems.append(
                 f"{label}: session {slot[1]} may not be read before "
-                f"{key.session_dates[slot[1]].isoformat()} ({early} day(s) from now, the "
-                f"washout); refused. If the coordinator accepts the early reading, ingest "
+                f"{key.session_dates[slot[1]].isoformat()} ({early} day(s) "
+                + ("before it was read" if sheet.read_at else "from now")
+                + ", the washout); refused. If the coordinator accepts the early reading, ingest "
                 "again with --allow-early (it is recorded in the log and the report)"
             )
             continue
         if early:
             logger.warning(
                 "sheet %s is for session %d, which should not be read before %s (%d day(s) "
-                "early); stored because --allow-early was given, and recorded",
+                "early); stored because it was allowed early (--allow-early, or opened early "
+                "by the coordinator in the web app), and recorded",
                 sheet.name,
                 assignment.session,
                 key.session_dates[slot[1]].isoformat(),
@@ -360,15 +396,16 @@ def ingest_sheets(
                 ingested_at=stamp,
                 not_before=key.session_dates.get(assignment.session),
                 allowed_early=early > 0,
+                answered_at=sheet.read_at,
             )
             lines.append(record.model_dump_json())
-        stored[str(sheet.path)] = len(rows)
+        stored[sheet.label] = len(rows)
         mismatch = _name_mismatch(sheet.name, assignment)
         if mismatch:
-            logger.warning("sheet %s: %s", sheet.path, mismatch)
+            logger.warning("sheet %s: %s", sheet.label, mismatch)
         stored_sheets.append(
             StoredSheet(
-                file=str(sheet.path),
+                file=sheet.label,
                 reader=assignment.reader,
                 session=assignment.session,
                 n_answers=len(rows),

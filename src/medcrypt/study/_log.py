@@ -40,6 +40,9 @@ class AnswerRecord(StrictModel):
     #: True when the sheet came in before ``not_before`` and the coordinator allowed it
     #: (``medcrypt study ingest --allow-early``)
     allowed_early: bool = False
+    #: when the answers were given, where that is known (answers from the web app); the
+    #: washout and the report use it instead of ``ingested_at``
+    answered_at: dt.datetime | None = None
 
 
 def _field_errors(exc: ValidationError) -> str:

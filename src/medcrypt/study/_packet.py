@@ -6,11 +6,12 @@ import csv
 import datetime as dt
 import html
 import io
+from collections.abc import Mapping
 
 from medcrypt.study._config import StudyConfig
 from medcrypt.study._key import SessionAssignment
 
-__all__ = ["SHEET_COLUMNS", "packet_html", "sheet_csv", "sheet_name"]
+__all__ = ["SHEET_COLUMNS", "instructions_html", "packet_html", "sheet_csv", "sheet_name"]
 
 #: the columns of every answer sheet, in order.
 SHEET_COLUMNS = ("reader", "session", "position", "image_id", "diagnosis")
@@ -21,7 +22,15 @@ def sheet_name(reader: str, session: int) -> str:
     return f"answers_{reader}_session-{session}.csv"
 
 
-def _instructions_html(config: StudyConfig, a: SessionAssignment, dates: dict[int, dt.date]) -> str:
+def instructions_html(
+    config: StudyConfig,
+    a: SessionAssignment,
+    dates: dict[int, dt.date],
+    *,
+    web: bool = False,
+) -> str:
+    """The packet's instructions; ``web``: the same words for the web viewer (buttons instead
+    of the answer sheet's column)."""
     e = html.escape
     sheet = sheet_name(a.reader, a.session)
     classes = "".join(f"<li><code>{e(c)}</code></li>" for c in config.classes)
@@ -40,20 +49,36 @@ def _instructions_html(config: StudyConfig, a: SessionAssignment, dates: dict[in
     return (
         f'<section class="instructions">'
         f"<h1>Reader study {e(config.name)}: session {a.session}</h1>"
-        f"<p>Reader: <strong>{e(a.reader)}</strong> &middot; Answer sheet: "
-        f"<code>{e(sheet)}</code> &middot; Sheet code: <code>{e(a.sheet_code)}</code></p>"
-        f"{timing}"
-        f"<h2>Instructions</h2><ol>"
-        f"<li>This packet holds {len(a.image_ids)} brain MRI slices, one per page section, "
-        f"each labelled with an image ID.</li>"
-        f"<li>Diagnose each image on its own, in the order shown. Do not compare images, go "
-        f"back, or discuss them with other readers.</li>"
-        f"<li>For every image, write exactly one diagnosis in the <code>diagnosis</code> "
-        f"column of the answer sheet, on the row with the same image ID, spelled exactly as "
-        f'one of:</li></ol><ul class="classes">{classes}</ul>'
-        f"<p>Do not add, remove or reorder rows, and do not change the other columns. Every "
-        f"row needs an answer; if unsure, give your best diagnosis.</p>"
-        f"</section>"
+        f"<p>Reader: <strong>{e(a.reader)}</strong>"
+        + (
+            ""
+            if web
+            else f" &middot; Answer sheet: <code>{e(sheet)}</code> &middot; Sheet code: "
+            f"<code>{e(a.sheet_code)}</code>"
+        )
+        + f"</p>{timing}<h2>Instructions</h2><ol>"
+        f"<li>This packet holds {len(a.image_ids)} brain MRI slices, "
+        + ("shown one at a time" if web else "one per page section")
+        + ", each labelled with an image ID.</li>"
+        "<li>Diagnose each image on its own, in the order shown. Do not compare images, go "
+        "back, or discuss them with other readers.</li>"
+        + (
+            "<li>For every image, click exactly one diagnosis (or press its number key), "
+            "one of:</li>"
+            if web
+            else "<li>For every image, write exactly one diagnosis in the <code>diagnosis</code> "
+            "column of the answer sheet, on the row with the same image ID, spelled exactly as "
+            "one of:</li>"
+        )
+        + f'</ol><ul class="classes">{classes}</ul>'
+        + (
+            "<p>Every image needs an answer; if unsure, give your best diagnosis. Your answers "
+            "are saved on every click; the final review lists any image left unanswered.</p>"
+            if web
+            else "<p>Do not add, remove or reorder rows, and do not change the other columns. "
+            "Every row needs an answer; if unsure, give your best diagnosis.</p>"
+        )
+        + "</section>"
     )
 
 
@@ -79,12 +104,19 @@ def packet_html(config: StudyConfig, a: SessionAssignment, dates: dict[int, dt.d
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{title}</title><style>{_CSS}</style></head><body>"
-        f"{_instructions_html(config, a, dates)}"
+        f"{instructions_html(config, a, dates)}"
         f'<section class="images">{figures}</section></body></html>\n'
     )
 
 
-def sheet_csv(config: StudyConfig, a: SessionAssignment, dates: dict[int, dt.date]) -> str:
+def sheet_csv(
+    config: StudyConfig,
+    a: SessionAssignment,
+    dates: dict[int, dt.date],
+    answers: Mapping[str, str] | None = None,
+) -> str:
+    """The answer sheet; with ``answers`` (image ID -> diagnosis) filled in, as a reader would."""
+    filled = answers or {}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     comments = [
@@ -101,5 +133,5 @@ def sheet_csv(config: StudyConfig, a: SessionAssignment, dates: dict[int, dt.dat
         buffer.write(line + "\n")
     writer.writerow(SHEET_COLUMNS)
     for pos, iid in enumerate(a.image_ids, start=1):
-        writer.writerow([a.reader, a.session, pos, iid, ""])
+        writer.writerow([a.reader, a.session, pos, iid, filled.get(iid, "")])
     return buffer.getvalue()

@@ -24,7 +24,8 @@ def days_early(key: UnblindingKey, session: int, today: dt.date) -> int:
 
 
 class SessionTiming(StrictModel):
-    """When one reader's sheet for one session was ingested, against its not-before date."""
+    """When one reader's sheet for one session was ingested (or, for answers given in the web
+    app, answered), against its not-before date."""
 
     reader: str
     session: int
@@ -36,6 +37,11 @@ class SessionTiming(StrictModel):
     #: ``on time``, ``early`` or ``late``
     status: str
     detail: str
+
+
+def _when(rec: AnswerRecord) -> dt.datetime:
+    """When a session was read: the answer time where known (web app), else the ingest time."""
+    return rec.answered_at or rec.ingested_at
 
 
 def session_timings(key: UnblindingKey, answers: Sequence[AnswerRecord]) -> list[SessionTiming]:
@@ -50,7 +56,7 @@ def session_timings(key: UnblindingKey, answers: Sequence[AnswerRecord]) -> list
     first: dict[tuple[str, int], AnswerRecord] = {}
     for rec in answers:
         slot = (rec.reader, rec.session)
-        if slot not in first or rec.ingested_at < first[slot].ingested_at:
+        if slot not in first or _when(rec) < _when(first[slot]):
             first[slot] = rec
     rows: list[SessionTiming] = []
     for reader in key.config.readers:
@@ -60,13 +66,18 @@ def session_timings(key: UnblindingKey, answers: Sequence[AnswerRecord]) -> list
                 continue
             rec = got
             not_before = key.session_dates.get(session)
-            day = rec.ingested_at.date()
+            day = _when(rec).date()
             early = (not_before - day).days if not_before is not None else 0
             status, detail = "on time", ""
+            verb = "answered in the web app" if rec.answered_at else "ingested"
             if early > 0:
                 status = "early"
-                detail = f"ingested {early} day(s) before its not-before date " + (
-                    "(accepted with --allow-early)"
+                detail = f"{verb} {early} day(s) before its not-before date " + (
+                    (
+                        "(opened early by the coordinator)"
+                        if rec.answered_at
+                        else "(accepted with --allow-early)"
+                    )
                     if rec.allowed_early
                     else "(not recorded as allowed)"
                 )
@@ -74,10 +85,10 @@ def session_timings(key: UnblindingKey, answers: Sequence[AnswerRecord]) -> list
                 status = "late"
                 late = (day - not_before).days
                 detail = (
-                    f"ingested {late} day(s) after its not-before date, more than the "
+                    f"{verb} {late} day(s) after its not-before date, more than the "
                     f"{washout}-day washout"
                     + (" (after session 2 opened)" if session == 1 else "")
-                    + "; the ingest date does not say when it was read"
+                    + ("" if rec.answered_at else "; the ingest date does not say when it was read")
                 )
             rows.append(
                 SessionTiming(
