@@ -1,7 +1,8 @@
 """CLI command ``medcrypt demo``: the whole story on phantoms, ending at one page to open.
 
-Steps: phantom archive (with one broken case), base model, the archive job on local Ray, a
-small protection evaluation, reader-study packets for three readers, then the pages: the run
+Steps: phantom archive (with one broken case), key and its surrogate (mode unlearnable), the
+archive job on local Ray, a small protection evaluation, reader-study packets for three
+readers, then the pages: the run
 report, the protection page and ``DIR/report.html`` linking them and the packets.
 """
 
@@ -68,8 +69,8 @@ def _index(
         f"<p>A phantom archive of {s.total} cases (NIfTI and DICOM; <code>{e(broken)}</code> "
         f"broken on purpose) went through the real archive job: <b>{s.done}</b> protected, "
         f"{s.skipped} skipped, <b>{s.quarantined}</b> quarantined, in {s.wall_s:.0f} s. Mean "
-        f"PSNR {result.mean_psnr:.1f} dB, mean SSIM {result.mean_ssim:.4f}; base model "
-        f"accuracy on clean phantoms {result.base_accuracy:.0%}.</p>"
+        f"PSNR {result.mean_psnr:.1f} dB, mean SSIM {result.mean_ssim:.4f}; the key's "
+        f"surrogate's accuracy on clean phantoms {result.base_accuracy:.0%}.</p>"
     )
     sections = [
         IndexSection(

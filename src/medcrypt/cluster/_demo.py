@@ -1,8 +1,8 @@
 """The embedded default: a whole archive job on local folders with local Ray, in minutes on CPU.
 
 :func:`run_demo` writes a phantom archive (some cases as DICOM series, one deliberately
-broken so quarantine shows), trains a small base model on phantom slices, generates a key,
-runs the real :func:`run_job`, then a small protection evaluation
+broken so quarantine shows), generates a key (the default mode, unlearnable) and crafts its
+surrogate on phantom slices, runs the real :func:`run_job`, then a small protection evaluation
 (:func:`medcrypt.cluster._demo_protection.run_demo_protection`). It returns what the CLI
 reports and turns into pages. Secrets (key) and the model live under ``<out>/secrets``,
 never under the dest.
@@ -102,35 +102,42 @@ def _write_archive(archive: Path, n_cases: int, n_dicom: int, seed: int) -> Path
     return manifest
 
 
-def _train(path: Path, seed: int, progress: ProgressCallback | None, *, reuse: bool) -> float:
+def _craft(
+    path: Path, key_path: Path, seed: int, progress: ProgressCallback | None, *, reuse: bool
+) -> float:
+    """The demo key's min-min surrogate (what ``medcrypt craft`` does) on phantom slices,
+    named in the key; returns its accuracy on clean test phantoms."""
     from medcrypt.medical import CLASS_NAMES, make_phantom_slices
     from medcrypt.processing import (
-        TrainSettings,
-        build_model,
+        EncryptionKey,
+        MinMinSettings,
+        craft_surrogate,
         evaluate_accuracy,
+        foreground_masks,
+        load_checkpoint,
         save_checkpoint,
-        train_model,
     )
 
-    images, labels = make_phantom_slices(40, size=_SHAPE[0], seed=seed)
     test_x, test_y = make_phantom_slices(10, size=_SHAPE[0], seed=seed + 1)
     if reuse:
-        from medcrypt.processing import load_checkpoint
-
         return evaluate_accuracy(load_checkpoint(path).model, test_x, test_y, device="cpu")
-    model = build_model("resnet18", len(CLASS_NAMES), width=8)
-    train_model(
-        model,
+    images, labels = make_phantom_slices(24, size=_SHAPE[0], seed=seed)
+    key = EncryptionKey.load(key_path)
+    result = craft_surrogate(
         images,
         labels,
+        n_classes=len(CLASS_NAMES),
+        settings=key.pgd,
+        minmin=MinMinSettings(width=8, max_rounds=8),
+        masks=foreground_masks(images),
         seed=seed,
-        settings=TrainSettings(epochs=6, batch_size=32, lr=3e-3),
         device="cpu",
         progress=progress,
     )
-    acc = evaluate_accuracy(model, test_x, test_y, device="cpu")
-    save_checkpoint(path, model, arch="resnet18", class_names=CLASS_NAMES, width=8)
-    return acc
+    model = result.models[0]
+    digest = save_checkpoint(path, model, arch="cnn", class_names=CLASS_NAMES, width=8)
+    key.with_surrogate([digest]).save(key_path, overwrite=True)
+    return evaluate_accuracy(model, test_x, test_y, device="cpu")
 
 
 def run_demo(
@@ -179,18 +186,19 @@ def run_demo(
             )
         say(f"reusing the phantom archive in {archive}")
     model_path = secrets / "model.pt"
-    say(
-        "training the base model (resnet18, width 8)"
-        if not model_path.exists()
-        else "reusing the base model"
-    )
-    acc = _train(model_path, seed, progress, reuse=model_path.exists())
     key_path = secrets / "key.json"
-    pgd = PGDSettings(eps=1.0, step=0.1, iters=20)
+    # the default mode, as `medcrypt keygen` makes it: error-minimizing noise against the
+    # key's min-min surrogate (`medcrypt craft`), toward each case's own label
+    pgd = PGDSettings(mode="unlearnable", eps=1.0, step=0.125, iters=20)
     if not key_path.exists():
-        EncryptionKey.generate(CLASS_NAMES, combiner="mixup", seed=seed + 17, pgd=pgd).save(
-            key_path
-        )
+        EncryptionKey.generate(CLASS_NAMES, combiner="none", seed=seed + 17, pgd=pgd).save(key_path)
+        model_path.unlink(missing_ok=True)  # a surrogate belongs to one key
+    say(
+        "crafting the key's surrogate (min-min, cnn width 8)"
+        if not model_path.exists()
+        else "reusing the key's surrogate"
+    )
+    acc = _craft(model_path, key_path, seed, progress, reuse=model_path.exists())
     config = JobConfig(
         source=str(archive),
         dest=str(dest),
