@@ -139,3 +139,20 @@ def test_orthogonal_projection_removes_a_linear_class_pattern() -> None:
     means = np.stack([projected[y == c].mean(axis=0) for c in range(3)])
     spread_before = np.stack([poisoned[y == c].mean(axis=0) for c in range(3)]).std(axis=0)
     assert means.std(axis=0).mean() < 0.5 * spread_before.mean()
+
+
+def test_no_new_black_pixels_in_dark_anatomy(crafted, classes, blobs_test) -> None:  # type: ignore[no-untyped-def]
+    """Blinding: the release has no more exactly-black pixels (16 or 8 bits) than the original,
+    even where the anatomy is nearly black."""
+    _, _, res = crafted
+    xt, yt = blobs_test
+    x = np.where(xt > 0.3, xt, 0.0).astype(np.float32)
+    dark = (x > 0) & (np.random.default_rng(0).random(x.shape) < 0.3)
+    x = np.where(dark, np.float32(2 / 255), x)  # dark tissue inside the anatomy
+    key = EncryptionKey.generate(classes, combiner="none", seed=1, pgd=_settings(eps=2.0))
+    out = Encryptor(res.models[0], key, device="cpu").encrypt(x, yt)
+    assert (np.abs(out.images - x)[dark] > 0).mean() > 0.3  # the dark pixels were perturbed
+    assert ((out.images == 0).sum(axis=(1, 2)) == (x == 0).sum(axis=(1, 2))).all()
+    eight = lambda a: (np.rint(a * 255) == 0).sum(axis=(1, 2))  # noqa: E731
+    assert (eight(out.images) <= eight(x)).all()
+    assert (out.l2 <= 2.0 + 1e-5).all()
