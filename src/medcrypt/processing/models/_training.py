@@ -143,7 +143,8 @@ def evaluate_accuracy(
     return float((pred == y).mean()) if y.size else float("nan")
 
 
-def _normalisation_of(x: torch.Tensor) -> Normalisation:
+def normalisation_of(x: torch.Tensor) -> Normalisation:
+    """Per-channel mean / std (std at least 1e-3) of (N, C, H, W) images: what a model fits."""
     mean = x.mean(dim=(0, 2, 3))
     std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
     return Normalisation(mean=tuple(mean.tolist()), std=tuple(std.tolist()))
@@ -192,7 +193,7 @@ def train_model(
     if (val_images is None) != (val_labels is None):
         raise ModelError("give both val_images and val_labels, or neither")
     if fit_normalisation and isinstance(model, Classifier):
-        model.set_normalisation(_normalisation_of(x))
+        model.set_normalisation(normalisation_of(x))
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     opt: torch.optim.Optimizer

@@ -35,8 +35,8 @@ from medcrypt._types import ProgressCallback
 from medcrypt.config import StrictModel
 from medcrypt.errors import ModelError
 from medcrypt.processing.models._device import resolve_device
-from medcrypt.processing.models._nets import Classifier, Normalisation, build_model
-from medcrypt.processing.models._training import predict
+from medcrypt.processing.models._nets import Classifier, build_model
+from medcrypt.processing.models._training import normalisation_of, predict
 from medcrypt.processing.protection._augment import augment, draw_augmentation
 from medcrypt.processing.protection._poison import craft_poison
 from medcrypt.processing.protection._settings import PGDSettings
@@ -125,12 +125,6 @@ def error_minimizing(
     return out
 
 
-def _normalisation(x: torch.Tensor) -> Normalisation:
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return Normalisation(mean=tuple(mean.tolist()), std=tuple(std.tolist()))
-
-
 def craft_surrogate(
     images: np.ndarray,
     labels: np.ndarray,
@@ -173,7 +167,7 @@ def craft_surrogate(
     mask = None
     if settings.foreground and masks is not None:
         mask = torch.as_tensor(np.asarray(masks, dtype=bool)).unsqueeze(1).to(dev, torch.float32)
-    norm = _normalisation(x)
+    norm = normalisation_of(x)  # as train_model fits it
     models: list[Classifier] = []
     optims: list[torch.optim.Optimizer] = []
     for j, arch in enumerate(mm.archs):
