@@ -65,6 +65,8 @@ def test_every_command_help_runs() -> None:
         result = runner.invoke(main, [*path.split()[1:], "--help"])
         assert result.exit_code == 0, f"{path} --help: {result.output}"
         assert "Usage:" in result.output
+        # click prints help verbatim: a "%%" written for argparse-style escaping shows as is
+        assert "%%" not in result.output, f"{path} --help shows a doubled %"
 
 
 def test_shared_options_have_one_declaration_and_one_help() -> None:

@@ -51,7 +51,7 @@ __all__ = ["register"]
     show_default=True,
     type=click.FloatRange(0.0, 1.0, min_open=True),
     help="Share of --data the loop runs on (at least 4 slices per class are kept); measured: "
-    "a surrogate from 25%% protects as well as one from all (README, protection results).",
+    "a surrogate from 25% protects as well as one from all (README, protection results).",
 )
 @click.option(
     "--arch",
@@ -65,7 +65,7 @@ __all__ = ["register"]
     default=15,
     show_default=True,
     type=click.IntRange(min=1),
-    help="At most this many min-min rounds (it stops once the surrogate fits 99%% of the "
+    help="At most this many min-min rounds (it stops once the surrogate fits 99% of the "
     "perturbed sample).",
 )
 @seed_option
