@@ -148,14 +148,8 @@ def keygen_command(
             "mode unlearnable maps every class to itself: no --combiner other than none, "
             "--targets-per-class or --allow-fixed-points"
         )
-    if iters is None:
-        iters = 20 if unlearnable else 100
-    if step is None:
-        step = 2.5 * eps / max(iters, 1) if unlearnable else 0.1
-    chosen = {
+    chosen: dict[str, object] = {
         "eps": eps,
-        "step": step,
-        "iters": iters,
         "precision": precision,
         "mode": mode,
         "norm": norm,
@@ -163,10 +157,11 @@ def keygen_command(
         "shortcut_patch": shortcut_patch,
         "shortcut_share": shortcut_share,
     }
-    if restarts is not None:
-        chosen["restarts"] = restarts
-    if augment is not None:
-        chosen["augment"] = augment
+    # not given: the mode's own defaults (PGDSettings)
+    for name, value in (("step", step), ("iters", iters), ("restarts", restarts),
+                        ("augment", augment)):  # fmt: skip
+        if value is not None:
+            chosen[name] = value
     try:
         pgd = PGDSettings.model_validate(chosen)
     except ValidationError as exc:

@@ -189,7 +189,7 @@ def run_demo(
     key_path = secrets / "key.json"
     # the default mode, as `medcrypt keygen` makes it: error-minimizing noise against the
     # key's min-min surrogate (`medcrypt craft`), toward each case's own label
-    pgd = PGDSettings(mode="unlearnable", eps=1.0, step=0.125, iters=20)
+    pgd = PGDSettings(mode="unlearnable", eps=1.0)
     if not key_path.exists():
         EncryptionKey.generate(CLASS_NAMES, combiner="none", seed=seed + 17, pgd=pgd).save(key_path)
         model_path.unlink(missing_ok=True)  # a surrogate belongs to one key

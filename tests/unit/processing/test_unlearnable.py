@@ -41,6 +41,10 @@ def crafted(blobs):  # type: ignore[no-untyped-def]
 def test_unlearnable_settings_defaults() -> None:
     s = PGDSettings(mode="unlearnable")
     assert (s.restarts, s.augment, s.iters) == (1, 1.0, 20)
+    assert s.step == pytest.approx(2.5 * s.eps / 20)  # can cross the ball 2.5 times
+    assert PGDSettings(mode="unlearnable", eps=1.0, iters=10).step == pytest.approx(0.25)
+    assert PGDSettings(mode="unlearnable", step=0.3).step == 0.3
+    assert PGDSettings(mode="paper").step == 0.1  # other modes keep theirs
     assert s.crafted
     assert PGDSettings(mode="unlearnable", iters=5, augment=0.0).iters == 5
 

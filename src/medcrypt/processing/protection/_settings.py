@@ -20,7 +20,8 @@ NORMS: tuple[str, ...] = ("l2", "linf")
 #: differentiable augmentation on and several restarts; 8 in its repository, 4 here for CPU)
 _POISON_DEFAULTS: dict[str, Any] = {"restarts": 4, "augment": 1.0}
 #: what mode unlearnable gets when not named: error-minimizing noise needs no restarts (it
-#: starts from the clean image, which is already near its own label), and EOT augmentation
+#: starts from the clean image, which is already near its own label), and EOT augmentation;
+#: its step, unless named, is 2.5 * eps / iters
 _UNLEARNABLE_DEFAULTS: dict[str, Any] = {"restarts": 1, "augment": 1.0, "iters": 20}
 
 
@@ -111,6 +112,9 @@ class PGDSettings(StrictModel):
             data = {**{k: v for k, v in _POISON_DEFAULTS.items() if k not in data}, **data}
         if isinstance(data, dict) and data.get("mode") == "unlearnable":
             data = {**{k: v for k, v in _UNLEARNABLE_DEFAULTS.items() if k not in data}, **data}
+            if "step" not in data:  # 20 steps that can cross the ball 2.5 times
+                eps = float(data.get("eps", cls.model_fields["eps"].default))
+                data["step"] = 2.5 * eps / max(int(data["iters"]), 1)
         return data
 
     @model_validator(mode="after")
