@@ -88,7 +88,10 @@ class MinMinResult:
     models: list[Classifier]
     deltas: np.ndarray
     accuracy: list[float] = field(default_factory=list)
-    rounds: int = 0
+
+    @property
+    def rounds(self) -> int:
+        return len(self.accuracy)
 
 
 def error_minimizing(
@@ -180,7 +183,7 @@ def craft_surrogate(
     delta = torch.zeros_like(x)
     n = x.shape[0]
     strength = settings.augment if settings.augment > 0 else 1.0
-    result = MinMinResult(models=models, deltas=np.zeros(0, np.float32))
+    accuracy: list[float] = []
     loss_fn = nn.CrossEntropyLoss()
     for rnd in range(1, mm.max_rounds + 1):
         for model, opt in zip(models, optims, strict=True):
@@ -206,12 +209,11 @@ def craft_surrogate(
         )
         pred = predict(models[0], (x + delta).clamp(0.0, 1.0))
         acc = float((torch.as_tensor(pred) == y.cpu()).double().mean())
-        result.accuracy.append(acc)
-        result.rounds = rnd
+        accuracy.append(acc)
         logger.info("min-min round %d: surrogate accuracy %.4f on the perturbed sample", rnd, acc)
         if progress is not None:
             progress(rnd, mm.max_rounds, f"round {rnd}: accuracy {acc:.3f}")
         if acc >= mm.stop_accuracy:
             break
-    result.deltas = delta[:, 0].detach().cpu().numpy().astype(np.float32)
-    return result
+    deltas = delta[:, 0].detach().cpu().numpy().astype(np.float32)
+    return MinMinResult(models=models, deltas=deltas, accuracy=accuracy)
