@@ -254,6 +254,7 @@ def _summary_of(proc: subprocess.Popen[str]) -> RunSummary:
     return RunSummary.model_validate_json(lines[-1][len("SUMMARY ") :])
 
 
+@pytest.mark.slow  # about a minute on 2 idle cores: two drivers with slow PGD, overlapping
 @pytest.mark.timeout(360)
 def test_two_concurrent_runs_claim_each_case_once(
     ray_address: str, archive: str, owner: dict[str, Path], moto_server: str, _s3_admin: Any

@@ -69,10 +69,13 @@ def encrypt_cmd(config_path: Path | None, dry_run: bool, **options: Any) -> None
     Exit code: 0 all done, skipped or left as they are, 2 not started (bad input), 3 this run
     quarantined some cases, 4 stopped early (rerun resumes).
     """
-    from medcrypt.cluster import load_job_config, plan_job, prepare_job
-    from medcrypt.cluster._job import execute
+    from medcrypt.cluster import load_job_config
 
     config = load_job_config(config_path, overrides=options)
+    # Ray and torch only once the config is valid: a refused config answers in a second
+    from medcrypt.cluster import plan_job, prepare_job
+    from medcrypt.cluster._job import execute
+
     if dry_run:
         counts: Counter[str] = Counter()
         for entry in plan_job(config):

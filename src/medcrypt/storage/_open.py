@@ -7,7 +7,6 @@ from typing import Any
 
 from medcrypt.storage._base import ObjectStore
 from medcrypt.storage._local import LocalStore
-from medcrypt.storage._s3 import S3Store
 from medcrypt.storage._uri import is_s3_uri
 
 __all__ = ["open_store"]
@@ -25,5 +24,9 @@ def open_store(
     """
     text = str(uri)
     if is_s3_uri(text):
+        # boto3 is imported only when an S3 store is opened: the CLI's start-up and the
+        # reader study's server, which open local stores, never pay for it
+        from medcrypt.storage._s3 import S3Store
+
         return S3Store(text, endpoint_url=endpoint_url, max_pool=max_pool, **s3_options)
     return LocalStore(text)

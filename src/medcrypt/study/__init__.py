@@ -9,51 +9,58 @@ input files. Never imports torch.
 
 from __future__ import annotations
 
-from medcrypt.study._config import StudyConfig, StudyDesign
-from medcrypt.study._create import (
-    SHEET_COLUMNS,
-    CreatedStudy,
-    create_study,
-    plan_sessions,
-    sheet_name,
-)
-from medcrypt.study._images import encode_packet_png
-from medcrypt.study._ingest import IngestResult, SheetInput, StoredSheet, ingest_sheets
-from medcrypt.study._key import (
-    ImageEntry,
-    SessionAssignment,
-    UnblindingKey,
-    Version,
-    image_id,
-    load_key,
-)
-from medcrypt.study._log import AnswerRecord, read_answers
-from medcrypt.study._report import (
-    draw_figure6,
-    format_p,
-    imrmc_files,
-    render_markdown,
-    write_report,
-)
-from medcrypt.study._sources import (
-    StudyCase,
-    cases_from_archive,
-    cases_from_folders,
-    read_labels_csv,
-)
-from medcrypt.study._stats import tango_interval, tango_score
-from medcrypt.study._tally import (
-    FIGURE6_CATEGORIES,
-    FIGURE6_SPLIT,
-    PAPER_FIGURE6,
-    AcrossReaders,
-    Figure6,
-    PairedSummary,
-    Stat,
-    TallyReport,
-    tally,
-)
-from medcrypt.study._washout import SessionTiming
+from typing import TYPE_CHECKING
+
+from medcrypt._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from medcrypt.study._config import StudyConfig, StudyDesign
+    from medcrypt.study._create import (
+        SHEET_COLUMNS,
+        CreatedStudy,
+        create_study,
+        plan_sessions,
+        sheet_name,
+    )
+    from medcrypt.study._images import encode_packet_png
+    from medcrypt.study._ingest import IngestResult, SheetInput, StoredSheet, ingest_sheets
+    from medcrypt.study._key import (
+        ImageEntry,
+        SessionAssignment,
+        UnblindingKey,
+        Version,
+        image_id,
+        load_key,
+    )
+    from medcrypt.study._log import AnswerRecord, read_answers
+    from medcrypt.study._report import (
+        draw_figure6,
+        format_p,
+        imrmc_files,
+        render_markdown,
+        write_report,
+    )
+    from medcrypt.study._sources import (
+        StudyCase,
+        cases_from_archive,
+        cases_from_folders,
+        read_labels_csv,
+    )
+    from medcrypt.study._stats import tango_interval, tango_score
+    from medcrypt.study._tally import (
+        FIGURE6_CATEGORIES,
+        FIGURE6_SPLIT,
+        PAPER_FIGURE6,
+        AcrossReaders,
+        Figure6,
+        PairedSummary,
+        Stat,
+        TallyReport,
+        tally,
+    )
+    from medcrypt.study._washout import SessionTiming
+else:  # each name is imported from its module on first use (medcrypt/_lazy.py)
+    __getattr__, __dir__ = lazy_exports(__name__, __file__)
 
 __all__ = [
     "FIGURE6_CATEGORIES",

@@ -30,11 +30,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GroupKFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from medcrypt.config import StrictModel
 
@@ -147,6 +142,13 @@ def _features(images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def check_blinding(versions: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> BlindingCheck:
     """Separability of ``case_id -> (original, protected)`` packet images (float [0, 1])."""
+    # sklearn (seconds to import) only when a study is created: not by `study serve`
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     cases = sorted(versions)
     images = [versions[c][v] for c in cases for v in (0, 1)]
     labels = np.tile([0, 1], len(cases))

@@ -10,12 +10,12 @@ diamond.
 from __future__ import annotations
 
 from pathlib import Path
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from typing import TYPE_CHECKING
 
 from medcrypt.study._tally import FIGURE6_SPLIT, PAPER_FIGURE6, TallyReport
+
+if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn, not with the study package
+    from matplotlib.figure import Figure
 
 __all__ = ["COLOURS", "LABELS", "draw_figure6", "figure6_figure"]
 
@@ -136,6 +136,10 @@ def _intervals(ax, report: TallyReport) -> None:  # type: ignore[no-untyped-def]
 
 def figure6_figure(report: TallyReport) -> Figure:
     """The chart as a matplotlib Figure (axes 0: stacked bars, axes 1: Wilson CIs)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     rows: list[tuple[str, dict[str, float]]] = [
         (f"{g.label} (n={g.n_pairs})", {c: g.figure6.percent.get(c) or 0.0 for c in FIGURE6_SPLIT})
         for g in [*report.per_reader, report.pooled]

@@ -17,10 +17,7 @@ import io
 import textwrap
 from collections.abc import Mapping
 
-import matplotlib
 import numpy as np
-from matplotlib.backends.backend_pdf import PdfPages
-from matplotlib.figure import Figure
 
 from medcrypt.study._config import StudyConfig
 from medcrypt.study._key import SessionAssignment
@@ -81,6 +78,11 @@ def packet_pdf(
     sheet: str,
 ) -> bytes:
     """The packet as PDF bytes: one instructions page, then one A4 page per image."""
+    # matplotlib is imported here, when a packet is printed: not by `study serve`
+    import matplotlib
+    from matplotlib.backends.backend_pdf import PdfPages
+    from matplotlib.figure import Figure
+
     buffer = io.BytesIO()
     with (
         matplotlib.rc_context({"pdf.compression": 0, "pdf.fonttype": 42}),

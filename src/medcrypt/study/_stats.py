@@ -31,15 +31,11 @@ from collections.abc import Sequence
 
 import krippendorff
 import numpy as np
-from scipy.optimize import brentq
-from scipy.stats import norm
-from sklearn.metrics import cohen_kappa_score
-from statsmodels.stats.contingency_tables import SquareTable, mcnemar
-from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa
-from statsmodels.stats.proportion import proportion_confint
-from statsmodels.stats.weightstats import DescrStatsW
 
 from medcrypt.config import StrictModel
+
+# scipy, sklearn and statsmodels (seconds to import) are imported by the functions that use
+# them: `study serve` imports this module for its models and answers readers without them
 
 __all__ = ["Stat", "tango_interval", "tango_score"]
 
@@ -77,6 +73,8 @@ def proportion(count: int, n: int, alpha: float, what: str) -> Stat:
     method = "proportion with Wilson score CI (statsmodels proportion_confint)"
     if n == 0:
         return undefined(method, f"there are no paired readings to compute {what}")
+    from statsmodels.stats.proportion import proportion_confint
+
     low, high = proportion_confint(count, n, alpha=alpha, method="wilson")
     return Stat(value=count / n, ci_low=finite(low), ci_high=finite(high), method=method)
 
@@ -99,6 +97,9 @@ def cohen(orig: Sequence[int], prot: Sequence[int], k: int, alpha: float) -> Sta
             "every case received one and the same diagnosis on both versions, so chance "
             "agreement is 1 and kappa is 0/0",
         )
+    from sklearn.metrics import cohen_kappa_score
+    from statsmodels.stats.inter_rater import cohens_kappa
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         value = finite(cohen_kappa_score(list(orig), list(prot), labels=list(range(k))))
@@ -120,6 +121,8 @@ def mcnemar_exact(a: int, b: int, c: int, d: int) -> Stat:
         "exact McNemar test on correctness (statsmodels mcnemar, exact=True; binomial); "
         "value = p-value"
     )
+    from statsmodels.stats.contingency_tables import mcnemar
+
     res = mcnemar(np.array([[a, b], [c, d]]), exact=True)
     note = (
         "no discordant pair (no case right on one version only): the exact test of 0 in 0 "
@@ -143,6 +146,8 @@ def bowker(table: np.ndarray) -> Stat:
         return undefined(method, "fewer than two diagnoses were used")
     if reduced.sum() - np.trace(reduced) == 0:
         return undefined(method, "no case got different diagnoses on the two versions")
+    from statsmodels.stats.contingency_tables import SquareTable
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = SquareTable(reduced, shift_zeros=False).symmetry(method="bowker")
@@ -167,6 +172,9 @@ def stuart_maxwell(table: np.ndarray, classes: Sequence[str]) -> Stat:
         return undefined(method, "no case got different diagnoses on the two versions")
     dropped = [classes[i] for i in range(len(classes)) if i not in set(keep.tolist())]
     reduced = table[np.ix_(keep, keep)]
+    # imported before warnings turn into errors below: an import-time warning is no verdict
+    from statsmodels.stats.contingency_tables import SquareTable
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
@@ -219,6 +227,9 @@ def tango_interval(x12: int, x21: int, n: int, alpha: float = 0.05) -> tuple[flo
     """Tango's (1998) score CI for q12 - q21: every delta whose |score| <= z_{1-alpha/2}."""
     if n <= 0:
         raise ValueError("Tango's interval needs at least one pair")
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
     z = float(norm.ppf(1.0 - alpha / 2.0))
     est = (x12 - x21) / n
     eps = 1e-12
@@ -268,6 +279,8 @@ def difference(
     diff = Stat(value=est, ci_low=low, ci_high=high, method=diff_method)
     d = correct_p.astype(np.float64) - correct_o.astype(np.float64)
     if n >= 2 and not np.all(d == d[0]):
+        from statsmodels.stats.weightstats import DescrStatsW
+
         w_low, w_high = DescrStatsW(d).zconfint_mean(alpha=alpha)
         wald = Stat(value=est, ci_low=finite(w_low), ci_high=finite(w_high), method=wald_method)
     else:
@@ -278,6 +291,8 @@ def difference(
             "Wald standard error is 0 (the score interval above does not have this problem)",
         )
     z = tango_score(x12, x21, n, -margin)
+    from scipy.stats import norm
+
     p = float(norm.sf(z))
     ni = Stat(value=p, statistic=finite(z), p_value=p, method=ni_method)
     return diff, wald, ni, p < alpha / 2
@@ -295,6 +310,8 @@ def fleiss(matrix: np.ndarray, k: int) -> Stat:
             method,
             "every reader gave the same diagnosis to every image, so chance agreement is 1",
         )
+    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
     table, _ = aggregate_raters(matrix, n_cat=k)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

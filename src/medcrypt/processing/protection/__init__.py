@@ -6,80 +6,87 @@ may say about the key. May use models; never assessment.
 
 from __future__ import annotations
 
-from medcrypt.processing.protection._augment import (
-    AugmentDraw,
-    augment,
-    draw_augmentation,
-)
-from medcrypt.processing.protection._combiners import (
-    COMBINERS,
-    combine,
-    random_params,
-    validate_combiner,
-)
-from medcrypt.processing.protection._encrypt import (
-    EncryptionResult,
-    Encryptor,
-)
-from medcrypt.processing.protection._foreground import (
-    apply_budget,
-    foreground_mask,
-    foreground_masks,
-    project,
-)
-from medcrypt.processing.protection._keys import (
-    EncryptionKey,
-)
-from medcrypt.processing.protection._metrics import (
-    image_metrics,
-    l2,
-    linf,
-    psnr,
-    ssim,
-    targeted_success_rate,
-)
-from medcrypt.processing.protection._pgd import (
-    PGDOutput,
-    compute_summary,
-    cpu_has_native_bf16,
-    enforce_budget,
-    prepare_for_pgd,
-    project_l2,
-    targeted_pgd_l2,
-)
-from medcrypt.processing.protection._poison import (
-    craft_poison,
-)
-from medcrypt.processing.protection._quantise import (
-    dequantise,
-    quantise,
-)
-from medcrypt.processing.protection._release import (
-    PROTECTION_PGD_FIELDS,
-    RELEASABLE_KEY_FIELDS,
-    SECRET_KEY_FIELDS,
-    ReleaseError,
-    check_release,
-    key_release,
-    release_json,
-    settings_from_key,
-)
-from medcrypt.processing.protection._settings import (
-    MODES,
-    NORMS,
-    PGDSettings,
-    ProtectionMode,
-)
-from medcrypt.processing.protection._shortcut import (
-    shortcut_delta,
-    shortcut_pattern,
-)
-from medcrypt.processing.protection._unlearnable import (
-    MinMinResult,
-    MinMinSettings,
-    craft_surrogate,
-    error_minimizing,
-)
+from typing import TYPE_CHECKING
+
+from medcrypt._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from medcrypt.processing.protection._augment import (
+        AugmentDraw,
+        augment,
+        draw_augmentation,
+    )
+    from medcrypt.processing.protection._combiners import (
+        COMBINERS,
+        combine,
+        random_params,
+        validate_combiner,
+    )
+    from medcrypt.processing.protection._encrypt import (
+        EncryptionResult,
+        Encryptor,
+    )
+    from medcrypt.processing.protection._foreground import (
+        apply_budget,
+        foreground_mask,
+        foreground_masks,
+        project,
+    )
+    from medcrypt.processing.protection._keys import (
+        EncryptionKey,
+    )
+    from medcrypt.processing.protection._metrics import (
+        image_metrics,
+        l2,
+        linf,
+        psnr,
+        ssim,
+        targeted_success_rate,
+    )
+    from medcrypt.processing.protection._pgd import (
+        PGDOutput,
+        compute_summary,
+        cpu_has_native_bf16,
+        enforce_budget,
+        prepare_for_pgd,
+        project_l2,
+        targeted_pgd_l2,
+    )
+    from medcrypt.processing.protection._poison import (
+        craft_poison,
+    )
+    from medcrypt.processing.protection._quantise import (
+        dequantise,
+        quantise,
+    )
+    from medcrypt.processing.protection._release import (
+        PROTECTION_PGD_FIELDS,
+        RELEASABLE_KEY_FIELDS,
+        SECRET_KEY_FIELDS,
+        ReleaseError,
+        check_release,
+        key_release,
+        release_json,
+        settings_from_key,
+    )
+    from medcrypt.processing.protection._settings import (
+        MODES,
+        NORMS,
+        PGDSettings,
+        ProtectionMode,
+    )
+    from medcrypt.processing.protection._shortcut import (
+        shortcut_delta,
+        shortcut_pattern,
+    )
+    from medcrypt.processing.protection._unlearnable import (
+        MinMinResult,
+        MinMinSettings,
+        craft_surrogate,
+        error_minimizing,
+    )
+else:  # each name is imported from its module on first use (medcrypt/_lazy.py)
+    __getattr__, __dir__ = lazy_exports(__name__, __file__)
 
 __all__ = [
     "COMBINERS",
