@@ -124,6 +124,7 @@ class EncryptActor:
         share = (time.perf_counter() - t0) / len(states)
         for i, st in enumerate(states):
             st.protected = np.asarray(result.images[i], dtype=np.float32)
+            st.foreground = None if result.foreground is None else result.foreground[i]
             st.target_success = float(np.asarray(result.target_success)[i])
             st.targets = tuple(int(t) for t in result.targets[i])
             st.compute = dict(self.encryptor.compute)
