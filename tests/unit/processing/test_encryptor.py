@@ -46,6 +46,11 @@ def test_mixed_batch_within_budget_and_reaches_targets(
         (res.ssim_foreground, ssim(x, res.images, fg)),
     ]:
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+    # without record metrics (the archive job's actor): the same release and distances
+    bare = enc.encrypt(x, y, metrics=False)
+    np.testing.assert_array_equal(bare.images, res.images)
+    np.testing.assert_array_equal(bare.l2, res.l2)
+    assert bare.psnr is None and bare.ssim_foreground is None
     assert res.targets == [key.targets[c] for c in y]
     # per-target PGD on a model that separates the classes: well above chance (1/3)
     assert res.target_success.mean() >= 0.75, res.target_success

@@ -28,7 +28,7 @@ from medcrypt.processing.models._training import predict
 from medcrypt.processing.protection._combiners import combine
 from medcrypt.processing.protection._foreground import foreground_masks
 from medcrypt.processing.protection._keys import EncryptionKey
-from medcrypt.processing.protection._metrics_torch import batch_metrics
+from medcrypt.processing.protection._metrics_torch import batch_metrics, l2_linf
 from medcrypt.processing.protection._pgd import (
     PGDOutput,
     compute_summary,
@@ -247,6 +247,7 @@ class Encryptor:
         labels: Sequence[int] | np.ndarray,
         *,
         masks: np.ndarray | None = None,
+        metrics: bool = True,
     ) -> EncryptionResult:
         """Encrypt a batch (classes may be mixed) in one batched PGD call.
 
@@ -255,6 +256,9 @@ class Encryptor:
             labels: B class indices (true labels, or :meth:`predict`'s for unlabelled data).
             masks: (B, H, W) bool foreground (e.g. the case's brain mask); default: each
                 image's own (:func:`foreground_mask`).
+            metrics: compute PSNR and SSIM (whole and foreground); ``False`` leaves them
+                ``None`` (the archive job measures them on the quantised release in its
+                write stage, on the CPU while the actor's device runs the next batch).
 
         Raises:
             ImageFormatError: images of the wrong shape, type or range, or masks of another
@@ -325,7 +329,11 @@ class Encryptor:
         # record metrics batched on the device, before the one copy of the release to the
         # host (scikit-image's formulas, float64: _metrics_torch)
         fg_t = mask[:, 0] if mask is not None else torch.from_numpy(fg).to(self.device)
-        met = {k: v.cpu().numpy() for k, v in batch_metrics(x0[:, 0], rel_t, fg_t).items()}
+        if metrics:
+            met = {k: v.cpu().numpy() for k, v in batch_metrics(x0[:, 0], rel_t, fg_t).items()}
+        else:
+            dist = l2_linf(x0[:, 0], rel_t)
+            met = {"l2": dist[0].cpu().numpy(), "linf": dist[1].cpu().numpy()}
         rel = rel_t.contiguous().cpu().numpy()
         logger.debug(
             "encrypted %d images (%d PGD rows): mean L2 %.4f, mean target success %.3f",
@@ -341,8 +349,8 @@ class Encryptor:
             target_success=success,
             targets=list(targets),
             foreground=fg,
-            psnr=met["psnr"],
-            ssim=met["ssim"],
-            psnr_foreground=met["psnr_foreground"],
-            ssim_foreground=met["ssim_foreground"],
+            psnr=met.get("psnr"),
+            ssim=met.get("ssim"),
+            psnr_foreground=met.get("psnr_foreground"),
+            ssim_foreground=met.get("ssim_foreground"),
         )
