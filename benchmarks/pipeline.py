@@ -255,6 +255,52 @@ def end_to_end(
     }
 
 
+_STARTUP = """
+import sys, time
+t0 = time.perf_counter()
+import torch, medcrypt.processing, medcrypt.cluster
+t_import = time.perf_counter() - t0
+torch.set_num_threads(1)  # as the actor gets (Ray sets OMP_NUM_THREADS to its one CPU)
+from pathlib import Path
+sys.path.insert(0, {bench!r})
+import pipeline
+from medcrypt.cluster._prepare import prepare_job
+from medcrypt.cluster._encrypt import EncryptActor
+root, manifest, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+cfg = pipeline._config(root, manifest, "dest-startup", 20, 8, mode)
+t0 = time.perf_counter(); inputs = prepare_job(cfg); t_prep = time.perf_counter() - t0
+t0 = time.perf_counter()
+actor = EncryptActor(model_blob=Path(cfg.model).read_bytes(), key_blob=inputs.key, pgd=None,
+                     device="cpu", counter=None)
+t_actor = time.perf_counter() - t0
+import numpy as np
+from medcrypt.medical import make_phantom_slices
+x, y = make_phantom_slices(2, size=64, seed=0)
+t0 = time.perf_counter(); actor.encryptor.encrypt(x[:8], y[:8], metrics=False)
+t_first = time.perf_counter() - t0
+t0 = time.perf_counter(); actor.encryptor.encrypt(x[:8], y[:8], metrics=False)
+t_second = time.perf_counter() - t0
+print(f"imports (torch, medcrypt) {{t_import:.1f}} s; prepare_job {{t_prep:.1f}} s; actor "
+      f"construction (checkpoint, folding) {{t_actor:.1f}} s; first batch of 8 {{t_first:.2f}} s "
+      f"vs the second {{t_second:.2f}} s")
+"""
+
+
+def startup(root: Path, mode: str) -> str:
+    """What of the fixed start-up is ours, each part timed in a fresh process: imports,
+    ``prepare_job``, the actor's construction, and the first batch against the second."""
+    manifest = _archive(root, 8, 8)
+    code = _STARTUP.format(bench=str(Path(__file__).resolve().parent))
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(root), str(manifest), mode],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
 _CHILD = """
 import json, sys, ray
 from pathlib import Path
@@ -305,6 +351,7 @@ def throughput(root: Path, args: argparse.Namespace) -> None:
         f"min(IO whole, PGD)), {e2e['steady']:8.3f} steady ({e2e['steady'] / bound:.2f} of "
         f"min(IO steady, PGD) = {bound:.3f}; goal >= 0.85)"
     )
+    print(f"start-up that is ours (fresh process): {startup(root, mode)}")
     for name, r in (("end to end", e2e), ("IO only", io)):
         print(
             f"{name:<10}: wall {r['wall_s']:.1f} s; ray.init {r['init_s']:.1f} s (before the "
