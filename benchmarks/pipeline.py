@@ -17,7 +17,10 @@ Prints two things:
    **steady-state** rate: cases committed between the 25th and 75th percentile of the
    records' commit times (their files' mtimes), over that window. Also: the fixed start-up
    (``ray.init``; job start to the first committed case) and the tail (last commit to the
-   end), and the actor's own PGD seconds.
+   end), and the actor's own PGD seconds. On two CPUs the commit times come in one burst at
+   the end (fetch tasks hold the CPU the write tasks need until the reads are done), so
+   ``--marginal M`` also runs both jobs at ``M`` cases and reports the **marginal rate**
+   ``(cases - M) / (wall - wall at M)``, which fixed start-up and tail cancel out of.
 2. **driver peak RSS** of ``run_job`` at 100 vs 1,000 cases, each in a fresh driver process
    (``VmHWM``), with cheap PGD (1 iteration) so the 1,000-case run stays short. Goal: flat.
 
@@ -352,6 +355,19 @@ def throughput(root: Path, args: argparse.Namespace) -> None:
         f"min(IO steady, PGD) = {bound:.3f}; goal >= 0.85)"
     )
     print(f"start-up that is ours (fresh process): {startup(root, mode)}")
+    if args.marginal:
+        # the marginal rate between two run lengths: start-up and tail cancel out
+        m = args.marginal
+        e2e_m = end_to_end(root, m, args.iters, args.batch, mode)
+        io_m = end_to_end(root, m, args.iters, args.batch, mode, copy=True)
+        e2e_r = (n - m) / (e2e["wall_s"] - e2e_m["wall_s"])
+        io_r = (n - m) / (io["wall_s"] - io_m["wall_s"])
+        print(
+            f"marginal rate, {m} -> {n} cases: end to end {e2e_r:.3f} cases/s, IO only "
+            f"{io_r:.3f} cases/s; end to end / min(IO only, PGD only) = "
+            f"{e2e_r / min(io_r, pgd):.2f} (goal >= 0.85); walls at {m}: "
+            f"{e2e_m['wall_s']:.1f} s and {io_m['wall_s']:.1f} s"
+        )
     for name, r in (("end to end", e2e), ("IO only", io)):
         print(
             f"{name:<10}: wall {r['wall_s']:.1f} s; ray.init {r['init_s']:.1f} s (before the "
@@ -369,6 +385,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--memory-cases", default="100,1000")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument(
+        "--marginal",
+        type=int,
+        default=0,
+        help="also run both jobs at this many cases: the marginal rate between the two run "
+        "lengths, which start-up and tail cancel out of",
+    )
     ap.add_argument("--gpus", type=int, default=0, help="GPUs per actor (PGD only gets the same)")
     ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster")
     ap.add_argument("--workdir", type=Path, default=None)
