@@ -120,10 +120,13 @@ class EncryptActor:
                 st.label, st.label_source = int(st.label_given), "given"
             labels.append(st.label)
         t0 = time.perf_counter()
-        result = self.encryptor.encrypt(images, labels)
+        # PSNR / SSIM are measured on the quantised release by the write stage (CPU, beside
+        # the next batch's PGD): not here as well
+        result = self.encryptor.encrypt(images, labels, metrics=False)
         share = (time.perf_counter() - t0) / len(states)
         for i, st in enumerate(states):
             st.protected = np.asarray(result.images[i], dtype=np.float32)
+            st.foreground = None if result.foreground is None else result.foreground[i]
             st.target_success = float(np.asarray(result.target_success)[i])
             st.targets = tuple(int(t) for t in result.targets[i])
             st.compute = dict(self.encryptor.compute)

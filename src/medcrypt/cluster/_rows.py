@@ -63,6 +63,9 @@ class CaseState:
     slice_: Any = None  # medcrypt.medical.Slice
     original: np.ndarray | None = None
     protected: np.ndarray | None = None
+    #: the anatomy mask the Encryptor computed for ``original`` (the write stage's foreground
+    #: metrics reuse it instead of computing it again); None before encryption
+    foreground: np.ndarray | None = None
     label: int = -1
     label_source: str = "given"
     target_success: float = 0.0

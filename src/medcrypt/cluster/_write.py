@@ -124,7 +124,8 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
             uri=state.image_uri,
         )
     q01f = q01.astype(np.float32)
-    fg = foreground_mask(state.original)
+    # the Encryptor's mask of this very slice (bit-identical to foreground_mask's), if carried
+    fg = state.foreground if state.foreground is not None else foreground_mask(state.original)
     encoded = {fmt: _encode(fmt, q01f, state.slice_, ctx) for fmt in ctx.formats}
     originals_enc = (
         {fmt: _encode(fmt, state.original, state.slice_, ctx) for fmt in ctx.formats}

@@ -285,3 +285,29 @@ def test_write_keeps_a_linf_budget_and_records_foreground_metrics(
     assert 0.01 < rec.metrics.linf <= eps and rec.metrics.l2 > 10 * eps
     assert rec.pgd["norm"] == "linf"
     assert rec.metrics.psnr_foreground is not None and rec.metrics.ssim_foreground is not None
+
+
+def test_write_measures_the_foreground_on_the_encryptors_mask(
+    archive: Path, tmp_path: Path
+) -> None:
+    """The write stage reuses the mask the Encryptor carried (issue 24) instead of computing
+    it again; without one it computes foreground_mask of the original, as before."""
+    from medcrypt.processing import dequantise, foreground_mask, psnr, quantise
+
+    records = []
+    for name, carried in (("own", None), ("carried", "left half")):
+        dest = tmp_path / name
+        rows = _unpack(_encrypted(archive, dest))
+        st = rows[0][1]
+        assert st.original is not None and st.protected is not None
+        if carried:
+            st.foreground = np.zeros(st.original.shape, dtype=bool)
+            st.foreground[:, : st.original.shape[1] // 2] = True
+        assert list(write_batch(_pack(rows), ctx=_ctx(dest))["status"]) == [DONE]
+        rec = CaseRecord.model_validate_json(open_store(str(dest)).get(record_key("p0")))
+        q = dequantise(quantise(st.protected, st.original, eps=EPS))
+        mask = foreground_mask(st.original) if st.foreground is None else st.foreground
+        want = float(psnr(st.original, q, mask)[0])
+        assert rec.metrics.psnr_foreground == pytest.approx(want, abs=1e-6)
+        records.append(rec.metrics.psnr_foreground)
+    assert records[0] != pytest.approx(records[1], abs=1e-3)  # the carried mask was used

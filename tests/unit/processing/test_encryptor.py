@@ -14,6 +14,8 @@ from medcrypt.processing import (
     l2,
     linf,
     predict,
+    psnr,
+    ssim,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,6 +37,20 @@ def test_mixed_batch_within_budget_and_reaches_targets(
     assert (l2(x, res.images) <= FAST.eps).all()
     np.testing.assert_allclose(res.l2, l2(x, res.images))
     np.testing.assert_allclose(res.linf, linf(x, res.images))
+    # the batched torch metrics (_metrics_torch) report scikit-image's values (1e-9)
+    fg = res.foreground
+    for got, want in [
+        (res.psnr, psnr(x, res.images)),
+        (res.ssim, ssim(x, res.images)),
+        (res.psnr_foreground, psnr(x, res.images, fg)),
+        (res.ssim_foreground, ssim(x, res.images, fg)),
+    ]:
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+    # without record metrics (the archive job's actor): the same release and distances
+    bare = enc.encrypt(x, y, metrics=False)
+    np.testing.assert_array_equal(bare.images, res.images)
+    np.testing.assert_array_equal(bare.l2, res.l2)
+    assert bare.psnr is None and bare.ssim_foreground is None
     assert res.targets == [key.targets[c] for c in y]
     # per-target PGD on a model that separates the classes: well above chance (1/3)
     assert res.target_success.mean() >= 0.75, res.target_success

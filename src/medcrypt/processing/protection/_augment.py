@@ -59,10 +59,17 @@ def draw_augmentation(
     theta[:, 1, 1] = cos
     theta[:, :, 2] = shift
     gain = 1.0 + u() * _MAX_GAIN * strength
-    return AugmentDraw(
-        theta=theta.to(device=device, dtype=torch.float32),
-        gain=gain.to(device=device, dtype=torch.float32),
-    )
+    return AugmentDraw(theta=_to_device(theta, device), gain=_to_device(gain, device))
+
+
+def _to_device(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """float32 on ``device``; to a GPU from pinned memory without waiting (a draw per PGD
+    step must not make the host wait for the device: issue 24's no-sync check)."""
+    t = t.to(torch.float32)
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return t.to(dev)
+    return t.pin_memory().to(dev, non_blocking=True)
 
 
 def augment(x: torch.Tensor, draw: AugmentDraw | None) -> torch.Tensor:

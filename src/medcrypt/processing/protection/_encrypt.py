@@ -28,7 +28,7 @@ from medcrypt.processing.models._training import predict
 from medcrypt.processing.protection._combiners import combine
 from medcrypt.processing.protection._foreground import foreground_masks
 from medcrypt.processing.protection._keys import EncryptionKey
-from medcrypt.processing.protection._metrics import psnr, ssim
+from medcrypt.processing.protection._metrics_torch import batch_metrics, l2_linf
 from medcrypt.processing.protection._pgd import (
     PGDOutput,
     compute_summary,
@@ -247,6 +247,7 @@ class Encryptor:
         labels: Sequence[int] | np.ndarray,
         *,
         masks: np.ndarray | None = None,
+        metrics: bool = True,
     ) -> EncryptionResult:
         """Encrypt a batch (classes may be mixed) in one batched PGD call.
 
@@ -255,6 +256,9 @@ class Encryptor:
             labels: B class indices (true labels, or :meth:`predict`'s for unlabelled data).
             masks: (B, H, W) bool foreground (e.g. the case's brain mask); default: each
                 image's own (:func:`foreground_mask`).
+            metrics: compute PSNR and SSIM (whole and foreground); ``False`` leaves them
+                ``None`` (the archive job measures them on the quantised release in its
+                write stage, on the CPU while the actor's device runs the next batch).
 
         Raises:
             ImageFormatError: images of the wrong shape, type or range, or masks of another
@@ -321,26 +325,32 @@ class Encryptor:
             # moves it toward its original, so the budget still holds. Other modes are left
             # as they were (their outputs stay bit for bit what they were).
             released = torch.maximum(released, x0.clamp(max=_DARK_FLOOR))
-        rel = released[:, 0].contiguous().cpu().numpy().astype(np.float32)
-        diff = rel.astype(np.float64) - arr.astype(np.float64)
-        l2 = np.sqrt((diff**2).reshape(b, -1).sum(axis=1))
-        linf = np.abs(diff).reshape(b, -1).max(axis=1)
+        rel_t = released[:, 0].float()
+        # record metrics batched on the device, before the one copy of the release to the
+        # host (scikit-image's formulas, float64: _metrics_torch)
+        fg_t = mask[:, 0] if mask is not None else torch.from_numpy(fg).to(self.device)
+        if metrics:
+            met = {k: v.cpu().numpy() for k, v in batch_metrics(x0[:, 0], rel_t, fg_t).items()}
+        else:
+            dist = l2_linf(x0[:, 0], rel_t)
+            met = {"l2": dist[0].cpu().numpy(), "linf": dist[1].cpu().numpy()}
+        rel = rel_t.contiguous().cpu().numpy()
         logger.debug(
             "encrypted %d images (%d PGD rows): mean L2 %.4f, mean target success %.3f",
             b,
             rows.size,
-            float(l2.mean()),
+            float(met["l2"].mean()),
             float(success.mean()),
         )
         return EncryptionResult(
             images=rel,
-            l2=l2,
-            linf=linf,
+            l2=met["l2"],
+            linf=met["linf"],
             target_success=success,
             targets=list(targets),
             foreground=fg,
-            psnr=psnr(arr, rel),
-            ssim=ssim(arr, rel),
-            psnr_foreground=psnr(arr, rel, fg),
-            ssim_foreground=ssim(arr, rel, fg),
+            psnr=met.get("psnr"),
+            ssim=met.get("ssim"),
+            psnr_foreground=met.get("psnr_foreground"),
+            ssim_foreground=met.get("ssim_foreground"),
         )

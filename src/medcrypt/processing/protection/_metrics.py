@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+# scikit-image's metrics are imported where used: ``skimage.metrics`` pulls in scipy.stats,
+# a fifth of the import time of every Ray worker of the archive job, none of which (bar
+# the write stage) calls these functions
 
 __all__ = ["image_metrics", "l2", "linf", "psnr", "ssim", "targeted_success_rate"]
 
@@ -51,6 +54,8 @@ def psnr(original: np.ndarray, other: np.ndarray, mask: np.ndarray | None = None
     With ``mask`` ((H, W) or (B, H, W) bool) the mean squared error is taken over the masked
     pixels only (the foreground PSNR); ``nan`` for an empty mask.
     """
+    from skimage.metrics import peak_signal_noise_ratio
+
     x, y = _pair(original, other)
     m = _masks(mask, x.shape)
     out = np.empty(x.shape[0])
@@ -71,6 +76,8 @@ def ssim(original: np.ndarray, other: np.ndarray, mask: np.ndarray | None = None
     With ``mask`` the SSIM map (7x7 windows over the whole image) is averaged over the
     masked pixels only (the foreground SSIM); ``nan`` for an empty mask.
     """
+    from skimage.metrics import structural_similarity
+
     x, y = _pair(original, other)
     m = _masks(mask, x.shape)
     if m is None:
