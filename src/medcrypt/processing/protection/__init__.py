@@ -67,8 +67,10 @@ from medcrypt.processing.protection._release import (
 from medcrypt.processing.protection._settings import (
     MODES,
     NORMS,
+    UNLEARNABLE_LINF_CAP,
     PGDSettings,
     ProtectionMode,
+    default_linf_cap,
 )
 from medcrypt.processing.protection._shortcut import (
     shortcut_delta,
@@ -88,6 +90,7 @@ __all__ = [
     "PROTECTION_PGD_FIELDS",
     "RELEASABLE_KEY_FIELDS",
     "SECRET_KEY_FIELDS",
+    "UNLEARNABLE_LINF_CAP",
     "AugmentDraw",
     "EncryptionKey",
     "EncryptionResult",
@@ -106,6 +109,7 @@ __all__ = [
     "cpu_has_native_bf16",
     "craft_poison",
     "craft_surrogate",
+    "default_linf_cap",
     "dequantise",
     "draw_augmentation",
     "enforce_budget",
