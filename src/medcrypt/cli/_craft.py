@@ -68,6 +68,12 @@ __all__ = ["register"]
     help="At most this many min-min rounds (it stops once the surrogate fits 99% of the "
     "perturbed sample).",
 )
+@click.option(
+    "--loop-step",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Step of the loop's noise updates (default 2.5 * eps / 20, whatever the key's "
+    "per-case --iters and --step).",
+)
 @seed_option
 @device_option
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
@@ -79,6 +85,7 @@ def craft_command(
     arch: str,
     width: int,
     rounds: int,
+    loop_step: float | None,
     seed: int,
     device: str,
     force: bool,
@@ -127,7 +134,9 @@ def craft_command(
             labels,
             n_classes=key.num_classes,
             settings=key.pgd,
-            minmin=MinMinSettings(archs=(arch,), width=width, max_rounds=rounds),
+            minmin=MinMinSettings(
+                archs=(arch,), width=width, max_rounds=rounds, noise_step=loop_step
+            ),
             masks=foreground_masks(images) if key.pgd.foreground else None,
             seed=seed,
             device=device,
