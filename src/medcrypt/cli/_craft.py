@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from medcrypt.cli._options import device_option, seed_option, width_option
 from medcrypt.cli._progress import progress_bar
@@ -101,6 +100,7 @@ def craft_command(
         EncryptionKey,
         MinMinSettings,
         craft_surrogate,
+        crafting_sample,
         foreground_masks,
         save_checkpoint,
     )
@@ -116,16 +116,7 @@ def craft_command(
         raise ConfigError("surrogate file exists already; use --force", uri=str(out_path))
     with progress_bar("reading slices") as progress:
         data = read_slice_folder(data_dir, classes=key.class_names, progress=progress)
-    rng = np.random.default_rng(seed)
-    idx = np.arange(len(data.labels))
-    if sample < 1.0:
-        keep = [
-            rng.permutation(np.flatnonzero(data.labels == c))[
-                : max(4, round(sample * int((data.labels == c).sum())))
-            ]
-            for c in range(key.num_classes)
-        ]
-        idx = np.sort(np.concatenate(keep))
+    idx = crafting_sample(data.labels, key.num_classes, sample, seed)
     images, labels = data.images[idx], data.labels[idx]
     t0 = time.monotonic()
     with progress_bar("min-min rounds") as progress:

@@ -80,6 +80,7 @@ from medcrypt.processing.protection._unlearnable import (
     MinMinResult,
     MinMinSettings,
     craft_surrogate,
+    crafting_sample,
     error_minimizing,
 )
 
@@ -109,6 +110,7 @@ __all__ = [
     "cpu_has_native_bf16",
     "craft_poison",
     "craft_surrogate",
+    "crafting_sample",
     "default_linf_cap",
     "dequantise",
     "draw_augmentation",

@@ -41,7 +41,13 @@ from medcrypt.processing.protection._augment import augment, draw_augmentation
 from medcrypt.processing.protection._poison import craft_poison
 from medcrypt.processing.protection._settings import PGDSettings
 
-__all__ = ["MinMinResult", "MinMinSettings", "craft_surrogate", "error_minimizing"]
+__all__ = [
+    "MinMinResult",
+    "MinMinSettings",
+    "craft_surrogate",
+    "crafting_sample",
+    "error_minimizing",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +105,20 @@ class MinMinResult:
     @property
     def rounds(self) -> int:
         return len(self.accuracy)
+
+
+def crafting_sample(labels: np.ndarray, n_classes: int, share: float, seed: int) -> np.ndarray:
+    """Sorted indices of the min-min sample: ``share`` of every class, at least 4 slices each
+    (all of a smaller class), drawn with ``seed``; everything when ``share >= 1``."""
+    y = np.asarray(labels)
+    if share >= 1.0:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    keep = [
+        rng.permutation(np.flatnonzero(y == c))[: max(4, round(share * int((y == c).sum())))]
+        for c in range(n_classes)
+    ]
+    return np.sort(np.concatenate(keep)).astype(np.int64)
 
 
 def error_minimizing(
