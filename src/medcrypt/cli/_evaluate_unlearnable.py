@@ -73,7 +73,7 @@ def unlearnable_options(fn: Any) -> Any:
                 "linf_cap",
                 metavar="CAP",
                 help="Per-pixel cap beside --eps: a value in [0, 1], N/255 or none (default: "
-                "keygen's for the mode, 12/255 for unlearnable, none for the others).",
+                "keygen's for the mode, 8/255 for unlearnable, none for the others).",
             ),
         )
     ):

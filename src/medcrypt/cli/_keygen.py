@@ -99,7 +99,7 @@ __all__ = ["register"]
     "linf_cap",
     metavar="CAP",
     help="Largest change of any single pixel, held together with --eps: a value in [0, 1], "
-    "N/255 (8-bit levels), or none. Default: 12/255 for mode unlearnable (README, per-pixel "
+    "N/255 (8-bit levels), or none. Default: 8/255 for mode unlearnable (README, per-pixel "
     "cap), none for the other modes (paper stays the paper's method).",
 )
 @click.option(

@@ -34,7 +34,7 @@ _UNLEARNABLE_DEFAULTS: dict[str, Any] = {"restarts": 1, "augment": 1.0, "iters":
 #: [0, 1] pixel units; chosen from its measured cost to protection, README "Per-pixel cap").
 #: Not a PGDSettings default: a key file without the field keeps meaning "no cap", so older
 #: keys keep their fingerprint and their outputs.
-UNLEARNABLE_LINF_CAP = 12.0 / 255.0
+UNLEARNABLE_LINF_CAP = 8.0 / 255.0
 
 
 def default_linf_cap(mode: str) -> float | None:
