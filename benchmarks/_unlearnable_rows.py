@@ -55,6 +55,7 @@ class Spec:
     craft_archs: tuple[str, ...]
     base_epochs: int
     shift: int
+    linf_cap: float | None = None  # per-pixel cap beside eps (issue 23), None = none
 
 
 def eps_for_psnr(images: np.ndarray, psnr_fg: float) -> float:
@@ -75,6 +76,8 @@ def _settings(spec: Spec, **extra: Any) -> PGDSettings:
         "step": 2.5 * spec.eps / spec.noise_iters,
         "foreground": True,
     }
+    if spec.linf_cap is not None:
+        fields["linf_cap"] = spec.linf_cap
     fields.update(extra)
     return PGDSettings(**fields)
 

@@ -12,6 +12,9 @@ foreground and inside the tumour box (where doctors look).
         --out benchmarks/results/unlearnable
     python benchmarks/protection_unlearnable.py --summarize benchmarks/results/unlearnable
 
+``--linf-caps 0,16,12,8`` repeats every non-clean row with a per-pixel cap of that many 8-bit
+levels beside the L2 budget (0: none); such a row is named ``ue@cap12`` and so on.
+
 One JSON per (row, PSNR, seed) under ``--out`` (a finished one is skipped when run again), so
 several invocations can share the work (e.g. in parallel on one GPU). ``--counter`` runs the
 counter-attacks on one row's release, each beside the same counter-attack on the clean split.
@@ -127,7 +130,13 @@ def _git() -> str:
 
 
 def run_one(
-    args: argparse.Namespace, data: Any, boxes: Any, row: str, psnr: float, seed: int
+    args: argparse.Namespace,
+    data: Any,
+    boxes: Any,
+    row: str,
+    psnr: float,
+    seed: int,
+    cap: float = 0.0,
 ) -> dict[str, Any]:
     eps = eps_for_psnr(data.x_train, psnr) if psnr > 0 else 0.0
     spec = Spec(
@@ -150,12 +159,13 @@ def run_one(
         craft_archs=tuple(args.craft_archs),
         base_epochs=args.epochs,
         shift=args.shift,
+        linf_cap=cap / 255.0 if cap > 0 else None,
     )
     t0 = time.monotonic()
     train, test, info = build_row(row, spec)
     craft_s = time.monotonic() - t0
     result: dict[str, Any] = {
-        "row": row,
+        "row": f"{row}@cap{cap:g}" if cap > 0 else row,
         "psnr_target": psnr,
         "seed": seed,
         "eps": eps,
@@ -170,6 +180,10 @@ def run_one(
             **box_metrics(data.x_train, train, boxes),
         }
         p = result["perceptual"]
+        p["linf_max"] = float(np.abs(train - data.x_train).max())
+        p["linf_median"] = float(
+            np.median(np.abs(train - data.x_train).reshape(len(train), -1).max(1))
+        )
         print(
             f"  {row} psnr {psnr}: eps {eps:.3f}, fg PSNR {p['psnr_fg']:.2f} dB, box "
             f"{p['psnr_box']:.2f} dB, SSIM fg {p['ssim_fg']:.4f} ({craft_s:.0f} s)",
@@ -218,16 +232,21 @@ def summarize(folder: Path) -> str:
         groups.setdefault((r["row"], r["psnr_target"]), []).append(r)
     archs = sorted({a for r in rows for a in r["victims"]})
     head = ["row", "PSNR target", "seeds", "eps", "fg PSNR", "box PSNR", "fg SSIM", "box SSIM"]
+    head += ["median slice Linf", "worst Linf"]
     head += [f"{a} peak / final bacc" for a in archs] + ["release-on-itself"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def ms(v: list[float]) -> str:
         return f"{np.mean(v):.3f} ± {np.std(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
 
-    for (row, psnr), rs in sorted(groups.items(), key=lambda kv: (ROWS.index(kv[0][0]), -kv[0][1])):
+    def order(kv: Any) -> tuple[int, float, str]:
+        name = kv[0][0]
+        return (ROWS.index(name.split("@")[0]), -kv[0][1], name)
+
+    for (row, psnr), rs in sorted(groups.items(), key=order):
         p = [r.get("perceptual", {}) for r in rs]
         cells = [row, f"{psnr:g}" if row != "clean" else "-", str(len(rs)), f"{rs[0]['eps']:.3f}"]
-        for k in ("psnr_fg", "psnr_box", "ssim_fg", "ssim_box"):
+        for k in ("psnr_fg", "psnr_box", "ssim_fg", "ssim_box", "linf_median", "linf_max"):
             vals = [q[k] for q in p if k in q]
             cells.append(ms(vals) if vals else "-")
         own = []
@@ -296,6 +315,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--minmin-noise-steps", type=int, default=10)
     ap.add_argument("--max-rounds", type=int, default=15)
     ap.add_argument("--counter", type=lst(str), default=[], help=",".join(COUNTERS))
+    ap.add_argument(
+        "--linf-caps", type=lst(float), default=[0.0], help="per-pixel caps in 8-bit levels"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/unlearnable")
     ap.add_argument("--summarize", type=Path, help="print the tables of a results folder")
     ap.add_argument("--threads", type=int, help="torch threads")
@@ -324,12 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         for row in args.rows:
             for seed in args.seeds:
                 target = 0.0 if row == "clean" else psnr  # one clean row per seed
-                path = args.out / f"{row}_{target:g}_{seed}.json"
-                if path.is_file():
-                    continue
-                print(f"{row}, {target:g} dB, seed {seed}", flush=True)
-                res = run_one(args, data, boxes, row, target, seed)
-                path.write_text(json.dumps(res, indent=1))
+                for cap in [0.0] if row == "clean" else args.linf_caps:
+                    tag = f"_cap{cap:g}" if cap > 0 else ""
+                    path = args.out / f"{row}_{target:g}_{seed}{tag}.json"
+                    if path.is_file():
+                        continue
+                    print(f"{row}, {target:g} dB, seed {seed}, cap {cap:g}/255", flush=True)
+                    res = run_one(args, data, boxes, row, target, seed, cap)
+                    path.write_text(json.dumps(res, indent=1))
     print(summarize(args.out))
     return 0
 

@@ -88,6 +88,7 @@ def pages(demo: dict[str, Any]) -> dict[str, dict[str, Any]]:
                         ".map(e => [e.dataset.field, e.textContent.trim()])"
                     ),
                     "links": page.evaluate("[...document.links].map(a => a.href)"),
+                    "text": page.inner_text("body"),
                     "errors": list(errors),
                 }
                 return info
@@ -198,7 +199,7 @@ def test_protection_page_numbers_equal_the_json(
         (out / "protection").glob("eps-*/protection_report.json"),
         key=lambda p: float(p.parent.name.removeprefix("eps-")),
     )
-    assert len(paths) == 2
+    assert len(paths) == 1  # --small: the released budget only
     reports = [json.loads(p.read_text()) for p in paths]
     prot = _page(pages, "/pages/protection.html")
 
@@ -224,9 +225,23 @@ def test_protection_page_numbers_equal_the_json(
         p = rep["test_perceptual"]
         assert _one(prot, f"protection.{i}.test_perceptual.psnr_mean") == f"{p['psnr_mean']:.2f}"
         assert _one(prot, f"protection.{i}.test_perceptual.ssim_mean") == f"{p['ssim_mean']:.4f}"
+    # the page names and judges the mode the demo released: its key's mode, budget and cap
+    from medcrypt.processing.assessment import ProtectionReport
+
+    key_pgd = json.loads((out / "secrets" / "key.json").read_text())["pgd"]
+    assert key_pgd["mode"] == "unlearnable"
+    assert [r["pgd"]["mode"] for r in reports] == ["unlearnable"]
+    assert reports[-1]["pgd"]["eps"] == key_pgd["eps"]
+    assert all(r["pgd"]["linf_cap"] == key_pgd["linf_cap"] for r in reports)
+    text = prot["text"]
+    assert "Mode evaluated: unlearnable, the mode the demo's archive job released" in text
+    for rep in reports:
+        _, bar = ProtectionReport.model_validate(rep).verdict()
+        assert f"eps {rep['pgd']['eps']:g}: {bar}" in text
+    assert "surrogate" in text and "paper" not in reports[0]["pgd"]["mode"]
     alts = [img["alt"] for img in prot["images"]]
-    assert "protection frontier" in alts
-    assert sum(a.startswith("per-epoch accuracy curves") for a in alts) == 2
+    assert "protection frontier" not in alts  # one budget: no frontier
+    assert sum(a.startswith("per-epoch accuracy curves") for a in alts) == 1
 
 
 def test_demo_packets_keep_blinding_by_black_pixels(demo: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from medcrypt.cli._options import device_option, seed_option, width_option
 from medcrypt.cli._progress import progress_bar
@@ -68,6 +67,12 @@ __all__ = ["register"]
     help="At most this many min-min rounds (it stops once the surrogate fits 99% of the "
     "perturbed sample).",
 )
+@click.option(
+    "--loop-step",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Step of the loop's noise updates (default 2.5 * eps / 20, whatever the key's "
+    "per-case --iters and --step).",
+)
 @seed_option
 @device_option
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
@@ -79,6 +84,7 @@ def craft_command(
     arch: str,
     width: int,
     rounds: int,
+    loop_step: float | None,
     seed: int,
     device: str,
     force: bool,
@@ -94,6 +100,7 @@ def craft_command(
         EncryptionKey,
         MinMinSettings,
         craft_surrogate,
+        crafting_sample,
         foreground_masks,
         save_checkpoint,
     )
@@ -109,16 +116,7 @@ def craft_command(
         raise ConfigError("surrogate file exists already; use --force", uri=str(out_path))
     with progress_bar("reading slices") as progress:
         data = read_slice_folder(data_dir, classes=key.class_names, progress=progress)
-    rng = np.random.default_rng(seed)
-    idx = np.arange(len(data.labels))
-    if sample < 1.0:
-        keep = [
-            rng.permutation(np.flatnonzero(data.labels == c))[
-                : max(4, round(sample * int((data.labels == c).sum())))
-            ]
-            for c in range(key.num_classes)
-        ]
-        idx = np.sort(np.concatenate(keep))
+    idx = crafting_sample(data.labels, key.num_classes, sample, seed)
     images, labels = data.images[idx], data.labels[idx]
     t0 = time.monotonic()
     with progress_bar("min-min rounds") as progress:
@@ -127,7 +125,9 @@ def craft_command(
             labels,
             n_classes=key.num_classes,
             settings=key.pgd,
-            minmin=MinMinSettings(archs=(arch,), width=width, max_rounds=rounds),
+            minmin=MinMinSettings(
+                archs=(arch,), width=width, max_rounds=rounds, noise_step=loop_step
+            ),
             masks=foreground_masks(images) if key.pgd.foreground else None,
             seed=seed,
             device=device,

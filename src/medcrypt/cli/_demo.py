@@ -12,6 +12,7 @@ import html
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -110,6 +111,20 @@ def _index(
     return write_index(root / "report.html", "medcrypt demo", f"run {s.run_id} · {root}", sections)
 
 
+def _verdicts(reports: list[dict[str, Any]]) -> list[str]:
+    """The page's notes: which mode the demo released, and each budget judged by its bar."""
+    from medcrypt.processing.assessment import ProtectionReport
+
+    judged = [ProtectionReport.model_validate(r) for r in reports]
+    modes = sorted({r.pgd.mode for r in judged})
+    notes = [
+        f"Mode evaluated: {', '.join(modes)}, the mode the demo's archive job released "
+        "(same key settings: budget, per-pixel cap, per-case steps)."
+    ]
+    notes += [f"eps {r.pgd.eps:g}: {r.verdict()[1]}" for r in judged]
+    return notes
+
+
 @click.command("demo")
 @click.option(
     "--out",
@@ -157,8 +172,9 @@ def demo_cmd(out: Path, cases: int | None, seed: int, small: bool) -> None:
         str(result.dest), root / "pages" / "run.html", run_id=result.summary.run_id
     )
     step("writing the protection page")
+    reports = load_protection_reports(result.protection)
     prot_page = write_protection_page(
-        load_protection_reports(result.protection), root / "pages" / "protection.html"
+        reports, root / "pages" / "protection.html", notes=_verdicts(reports)
     )
     step("writing the index")
     index = _index(root, result, run_page, prot_page, packets)

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 from pydantic import ValidationError
 
+from medcrypt.cli._evaluate_unlearnable import unlearnable_options
+from medcrypt.cli._keygen import _parse_cap
 from medcrypt.cli._options import (
     archs_option,
     device_option,
@@ -32,6 +35,9 @@ from medcrypt.cli._options import (
 from medcrypt.cli._progress import progress_bar
 from medcrypt.config import format_validation_error
 from medcrypt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from medcrypt.processing.assessment import ProtectionReport
 
 __all__ = ["register"]
 
@@ -192,19 +198,19 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
     type=float,
     help="Budget: L2 norm over the slice, or the largest pixel change with --norm linf.",
 )
-@mode_option("paper", ("paper", "poison", "shortcut", "shortcut+poison"))
+@mode_option("paper")
 @norm_option
 @foreground_option
 @click.option(
     "--step",
-    default=0.1,
-    show_default=True,
     type=float,
-    help="PGD step (L2 length of each normalised step).",
+    help="PGD step (L2 length of each normalised step); default 0.1, and 2.5 * eps / iters "
+    "for mode unlearnable.",
 )
 @click.option(
     "--iters", default=20, show_default=True, type=click.IntRange(min=1), help="PGD iterations."
 )
+@unlearnable_options
 @seed_option
 @device_option
 @click.option(
@@ -234,8 +240,13 @@ def evaluate_command(
     mode: str,
     norm: str,
     foreground: bool,
-    step: float,
+    step: float | None,
     iters: int,
+    sample: float,
+    craft_arch: str,
+    craft_width: int,
+    rounds: int,
+    linf_cap: str | None,
     seed: int,
     device: str,
     out_dir: Path,
@@ -254,11 +265,9 @@ def evaluate_command(
         build_model,
         evaluate_accuracy,
         load_checkpoint,
-        release_json,
         train_model,
     )
     from medcrypt.processing.assessment import (
-        ProtectionReport,
         ProtectionSettings,
         evaluate_protection,
         paper_key,
@@ -282,15 +291,41 @@ def evaluate_command(
             "they cannot apply to the one given with --model",
             field="base_width",
         )
+    fields = {"eps": eps, "iters": iters, "mode": mode, "norm": norm, "foreground": foreground}
+    if mode == "unlearnable":
+        from medcrypt.cli._evaluate_unlearnable import (
+            UnlearnableOptions,
+            evaluate_unlearnable_command,
+        )
+
+        with progress_bar("protection report (mode unlearnable)") as progress:
+            report = evaluate_unlearnable_command(
+                data_dir=data_dir,
+                phantom=phantom,
+                key_path=key_path,
+                model_path=model_path,
+                n_per_class=n_per_class,
+                n_test_per_class=n_test_per_class,
+                size=size,
+                test_fraction=test_fraction,
+                pgd_fields=fields if step is None else {**fields, "step": step},
+                options=UnlearnableOptions(sample, craft_arch, craft_width, rounds, linf_cap),
+                settings=settings,
+                device=device,
+                progress=progress,
+            )
+        _write(report, out_dir)
+        return
     try:
+        cap = None if linf_cap is None else _parse_cap(linf_cap)
         pgd = PGDSettings.model_validate(
-            {"eps": eps, "step": step, "iters": iters, "mode": mode, "norm": norm}
-            | {"foreground": foreground}
+            fields
+            | {"step": 0.1 if step is None else step}
+            | ({} if cap is None else {"linf_cap": cap})
         )
     except ValidationError as exc:
         raise click.UsageError(format_validation_error(exc, source="evaluate options")) from None
     key = EncryptionKey.load(key_path) if key_path is not None else None
-    report: ProtectionReport
     with progress_bar("protection report") as progress:
         if data_dir is None:
             if not phantom:
@@ -365,6 +400,14 @@ def evaluate_command(
                 base_clean_history=clean_history,
                 progress=progress,
             )
+    _write(report, out_dir)
+
+
+def _write(report: ProtectionReport, out_dir: Path) -> None:
+    """OUT/protection_report.json, .md and .html, judged by the report's own mode's bar."""
+    from medcrypt.processing import release_json
+    from medcrypt.report import write_protection_page
+
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "protection_report.json").write_bytes(
         release_json(report, where="protection_report.json")
@@ -372,13 +415,7 @@ def evaluate_command(
     markdown = report.to_markdown()
     (out_dir / "protection_report.md").write_text(markdown)
     click.echo(markdown)
-    verdict = "meets" if report.passes() else "does NOT meet"
-    bar = (
-        f"{verdict} the bar (mean PSNR >= 35 dB, encrypted-test >= 90% of clean, "
-        "original-test <= 40%, final epochs)"
-    )
-    from medcrypt.report import write_protection_page
-
+    _, bar = report.verdict()
     write_protection_page(
         [report.model_dump(mode="json")], out_dir / "protection_report.html", notes=[bar]
     )

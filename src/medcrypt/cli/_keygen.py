@@ -95,6 +95,14 @@ __all__ = ["register"]
     "linf); the rest is crafted.",
 )
 @click.option(
+    "--linf-cap",
+    "linf_cap",
+    metavar="CAP",
+    help="Largest change of any single pixel, held together with --eps: a value in [0, 1], "
+    "N/255 (8-bit levels), or none. Default: 8/255 for mode unlearnable (README, per-pixel "
+    "cap), none for the other modes (paper stays the paper's method).",
+)
+@click.option(
     "--out",
     "out_path",
     required=True,
@@ -120,6 +128,7 @@ def keygen_command(
     augment: float | None,
     shortcut_patch: int,
     shortcut_share: float,
+    linf_cap: str | None,
     out_path: Path,
     force: bool,
 ) -> None:
@@ -129,7 +138,7 @@ def keygen_command(
     secret behind the fingerprint. Outputs name the key only by fingerprint. The default
     mode, unlearnable, needs one more step before the job: `medcrypt craft` (its surrogate).
     """
-    from medcrypt.processing import EncryptionKey, PGDSettings
+    from medcrypt.processing import EncryptionKey, PGDSettings, default_linf_cap
 
     if bool(classes) == phantom_classes:
         raise click.UsageError("give exactly one of --classes a,b,c or --phantom-classes")
@@ -162,6 +171,9 @@ def keygen_command(
                         ("augment", augment)):  # fmt: skip
         if value is not None:
             chosen[name] = value
+    cap = default_linf_cap(mode) if linf_cap is None else _parse_cap(linf_cap)
+    if cap is not None:
+        chosen["linf_cap"] = cap
     try:
         pgd = PGDSettings.model_validate(chosen)
     except ValidationError as exc:
@@ -178,6 +190,7 @@ def keygen_command(
     click.echo(
         f"wrote key {key.fingerprint} to {out_path} (owner-only; {len(names)} classes, "
         f"combiner {combiner}, mode {mode}, {norm} eps {eps}, "
+        f"per-pixel cap {'none' if cap is None else f'{cap:.4g} ({cap * 255:.3g}/255)'}, "
         f"foreground {'on' if foreground else 'off'})"
     )
     if unlearnable:
@@ -185,6 +198,26 @@ def keygen_command(
             f"next: medcrypt craft --key {out_path} --data SLICES/ --out surrogate.pt "
             f"(the min-min surrogate the job crafts against; pass it as --model)"
         )
+
+
+def _parse_cap(text: str) -> float | None:
+    """``none``, a number in (0, 1], or ``N/255`` -> the cap (None for none)."""
+    t = text.strip().lower()
+    if t in ("none", "off", "0"):
+        return None
+    try:
+        num, _, den = t.partition("/")
+        value = float(num) / (float(den) if den else 1.0)
+    except (ValueError, ZeroDivisionError):
+        raise click.BadParameter(
+            f"expected a number in (0, 1], N/255 or none, got {text!r}", param_hint="--linf-cap"
+        ) from None
+    if not 0.0 < value <= 1.0:
+        raise click.BadParameter(
+            f"a per-pixel cap lies in (0, 1] (pixel units), got {text!r} = {value:g}",
+            param_hint="--linf-cap",
+        )
+    return value
 
 
 def register(group: click.Group) -> None:

@@ -273,6 +273,7 @@ def encrypt_slices_command(
                     original01=originals[j],
                     eps=eps,
                     norm=cfg.norm,
+                    linf_cap=cfg.linf_cap,
                 )
                 assert result.foreground is not None
                 m = image_metrics(originals[j], stored, result.foreground[j])
@@ -290,6 +291,7 @@ def encrypt_slices_command(
                     target_success=_finite(float(result.target_success[j])),
                     l2=float(m["l2"][0]),
                     linf=float(m["linf"][0]),
+                    linf_cap=cfg.linf_cap,
                     psnr=_finite(float(m["psnr"][0])),
                     ssim=float(m["ssim"][0]),
                     mode=cfg.mode,

@@ -146,10 +146,17 @@ def read_slice_folder(
 
 
 def write_slice(
-    path: Path, image01: np.ndarray, *, original01: np.ndarray, eps: float, norm: str = "l2"
+    path: Path,
+    image01: np.ndarray,
+    *,
+    original01: np.ndarray,
+    eps: float,
+    norm: str = "l2",
+    linf_cap: float | None = None,
 ) -> np.ndarray:
-    """Write one released slice as 16-bit PNG (quantised within eps in ``norm``) or float32
-    .npy. Pixels the protection left unchanged are stored exactly as the original's.
+    """Write one released slice as 16-bit PNG (quantised within eps in ``norm``, and within
+    the per-pixel ``linf_cap`` where there is one) or float32 .npy. Pixels the protection left
+    unchanged are stored exactly as the original's.
 
     Returns the image exactly as stored, as float64 in [0, 1] (for metrics).
     """
@@ -158,7 +165,7 @@ def write_slice(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".png":
-        codes = quantise(image01, original01, eps=eps, levels=65535, norm=norm)
+        codes = quantise(image01, original01, eps=eps, levels=65535, norm=norm, linf_cap=linf_cap)
         stored = codes.astype(np.float64) / 65535
         path.write_bytes(encode_png16(stored))
         return stored
@@ -185,6 +192,8 @@ class SliceRecord(StrictModel):
     target_success: float | None  # None in shortcut mode (no model asked)
     l2: float
     linf: float
+    #: the key's per-pixel cap beside eps (None: none); ``linf`` is within it
+    linf_cap: float | None = None
     psnr: float | None  # None when identical (infinite PSNR)
     ssim: float
     #: protection mode, budget norm and whether the budget was confined to the foreground

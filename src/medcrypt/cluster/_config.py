@@ -63,6 +63,13 @@ class PGDRequest(StrictModel):
     augment: float | None = Field(default=None, ge=0.0, le=1.0)
     shortcut_patch: int | None = Field(default=None, ge=1)
     shortcut_share: float | None = Field(default=None, gt=0.0, lt=1.0)
+    linf_cap: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="per-pixel cap beside eps, in [0,1] pixel units [default: the key's; "
+        "another value needs --override-key-pgd]",
+    )
 
     @model_validator(mode="before")
     @classmethod

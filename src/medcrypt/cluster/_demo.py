@@ -3,9 +3,9 @@
 :func:`run_demo` writes a phantom archive (some cases as DICOM series, one deliberately
 broken so quarantine shows), generates a key (the default mode, unlearnable) and crafts its
 surrogate on phantom slices, runs the real :func:`run_job`, then a small protection evaluation
-(:func:`medcrypt.cluster._demo_protection.run_demo_protection`). It returns what the CLI
-reports and turns into pages. Secrets (key) and the model live under ``<out>/secrets``,
-never under the dest.
+of the mode it released (:func:`medcrypt.cluster._demo_protection.run_demo_protection`). It
+returns what the CLI reports and turns into pages. Secrets (key) and the model live under
+``<out>/secrets``, never under the dest.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def run_demo(
     from medcrypt.cluster._demo_protection import run_demo_protection
     from medcrypt.cluster._job import run_job
     from medcrypt.medical import CLASS_NAMES
-    from medcrypt.processing import EncryptionKey, PGDSettings
+    from medcrypt.processing import EncryptionKey, PGDSettings, default_linf_cap
 
     def say(what: str) -> None:
         if step is not None:
@@ -188,11 +188,13 @@ def run_demo(
     model_path = secrets / "model.pt"
     key_path = secrets / "key.json"
     # the default mode, as `medcrypt keygen` makes it: error-minimizing noise against the
-    # key's min-min surrogate (`medcrypt craft`), toward each case's own label
-    pgd = PGDSettings(mode="unlearnable", eps=1.0)
+    # key's min-min surrogate (`medcrypt craft`), toward each case's own label, with keygen's
+    # per-pixel cap
     if not key_path.exists():
+        pgd = PGDSettings(mode="unlearnable", eps=1.0, linf_cap=default_linf_cap("unlearnable"))
         EncryptionKey.generate(CLASS_NAMES, combiner="none", seed=seed + 17, pgd=pgd).save(key_path)
         model_path.unlink(missing_ok=True)  # a surrogate belongs to one key
+    pgd = EncryptionKey.load(key_path).pgd  # what the job releases, and the evaluation judges
     say(
         "crafting the key's surrogate (min-min, cnn width 8)"
         if not model_path.exists()
@@ -221,8 +223,10 @@ def run_demo(
         data = json.loads(rec.read_text(encoding="utf-8"))
         psnrs.append(data["metrics"]["psnr"])
         ssims.append(data["metrics"]["ssim"])
-    say("evaluating protection on phantoms (paper Table 12 protocol)")
-    reports = run_demo_protection(root / "protection", small=small, seed=seed, progress=progress)
+    say(f"evaluating the released mode ({pgd.mode}) on phantoms (Table 12 protocol)")
+    reports = run_demo_protection(
+        root / "protection", small=small, pgd=pgd, seed=seed, progress=progress
+    )
     return DemoResult(
         summary=summary,
         archive=archive,

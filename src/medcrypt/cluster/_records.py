@@ -86,6 +86,11 @@ class ProtectionMetrics(StrictModel):
     psnr_foreground: float | None = None
     ssim_foreground: float | None = None
     eps: float
+    #: the per-pixel cap the key held beside eps (``PGDSettings.linf_cap``); None when the
+    #: key has none, and in records written before the cap existed. ``linf`` is within it.
+    linf_cap: float | None = None
+    #: whether the written image is within eps (and within ``linf_cap`` where there is one);
+    #: the write stage refuses a case otherwise, so a record always says True
     within_eps: bool
     target_success: float
     #: how many secret targets this case was pushed toward. The targets themselves are the

@@ -1,4 +1,5 @@
-"""Stage 3 of the archive job, a CPU task: quantise, re-check eps, encode and write a case.
+"""Stage 3 of the archive job, a CPU task: quantise, re-check eps and the per-pixel cap, encode
+and write a case.
 
 :func:`write_batch` writes the outputs, then the record (put-if-absent, last) and the ledger
 marker through ``_commit``; or, for a failed case, the quarantine record.
@@ -111,15 +112,27 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
     assert state.original is not None and state.protected is not None
     t0 = time.perf_counter()
     norm = str(ctx.pgd.get("norm", "l2"))  # protection modes (issue 14): l2 or linf budget
-    q = quantise(state.protected, state.original, eps=ctx.eps, levels=65535, norm=norm)
+    raw_cap = ctx.pgd.get("linf_cap")  # per-pixel cap beside the budget (issue 23), or none
+    cap = None if raw_cap is None else float(raw_cap)
+    q = quantise(
+        state.protected, state.original, eps=ctx.eps, levels=65535, norm=norm, linf_cap=cap
+    )
     q01 = np.asarray(q, dtype=np.float64) / 65535.0
     diff = q01 - state.original.astype(np.float64)
     l2 = float(np.sqrt(np.sum(diff * diff)))
-    spent = l2 if norm == "l2" else (float(np.max(np.abs(diff))) if diff.size else 0.0)
+    linf = float(np.max(np.abs(diff))) if diff.size else 0.0
+    # both re-checked on the codes as written: rounding can move a pixel half a level
+    spent = l2 if norm == "l2" else linf
     if not spent <= ctx.eps * (1.0 + 1e-9):
         raise JobError(
             f"quantised image is {spent:.6f} from the original in {norm}, over the budget "
             f"eps={ctx.eps}",
+            case_id=state.case_id,
+            uri=state.image_uri,
+        )
+    if cap is not None and not linf <= cap * (1.0 + 1e-9):
+        raise JobError(
+            f"quantised image moves a pixel by {linf:.6f}, over the per-pixel cap linf_cap={cap}",
             case_id=state.case_id,
             uri=state.image_uri,
         )
@@ -134,13 +147,14 @@ def _write_case(state: CaseState, ctx: StageContext, store: ObjectStore) -> str:
     )
     metrics = ProtectionMetrics(
         l2=l2,
-        linf=float(np.max(np.abs(diff))) if diff.size else 0.0,
+        linf=linf,
         psnr=float(psnr(state.original[None], q01f[None])[0]),
         ssim=float(ssim(state.original[None], q01f[None])[0]),
         # over the anatomy only (the mask the Encryptor confines the budget to)
         psnr_foreground=_finite_or_none(float(psnr(state.original, q01f, fg)[0])),
         ssim_foreground=_finite_or_none(float(ssim(state.original, q01f, fg)[0])),
         eps=ctx.eps,
+        linf_cap=cap,
         within_eps=True,
         target_success=state.target_success,
         n_targets=len(state.targets),

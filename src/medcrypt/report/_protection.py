@@ -34,6 +34,11 @@ def _label(rep: Mapping[str, Any]) -> str:
     return f"{mode} {eps}" if mode else eps
 
 
+def _crafter(rep: Mapping[str, Any]) -> str:
+    """What wrote the perturbations: the base model, or mode unlearnable's surrogate."""
+    return "surrogate" if rep.get("pgd", {}).get("mode") == "unlearnable" else "base model"
+
+
 def _psnr(rep: Mapping[str, Any]) -> tuple[float, str]:
     """Test-split PSNR for the frontier: foreground where the report has it, else whole."""
     p = rep.get("test_perceptual", {})
@@ -245,7 +250,7 @@ def render_protection_page(
         f"<p>{len(first.get('class_names', ()))} classes "
         f"({html.escape(', '.join(first.get('class_names', ())))})"
         f"; {first.get('n_train')} training / {first.get('n_test')} test slices of "
-        f"{'x'.join(str(v) for v in first.get('image_shape', ()))}; base model "
+        f"{'x'.join(str(v) for v in first.get('image_shape', ()))}; {_crafter(first)} "
         f"{html.escape(str(first.get('base_arch')))}, clean test accuracy "
         f'<span data-field="protection.0.base_test_accuracy">'
         f"{fmt_pct(first.get('base_test_accuracy'))}</span>; chance "
@@ -257,6 +262,13 @@ def render_protection_page(
         "works when encrypted-test accuracy stays near the clean baseline while original-test "
         "accuracy falls toward chance.</p>"
     )
+    if first.get("pgd", {}).get("mode") == "unlearnable":
+        body.append(
+            '<p class="note">Mode unlearnable: the surrogate is crafted on a sample of the '
+            "training split (min-min), every slice is released on its own toward its own "
+            "label; judged by the peak original-test balanced accuracy (at most 50%) with the "
+            "release still learnable on itself (encrypted-test at least 90% of clean).</p>"
+        )
     if len(reports) > 1:
         body.append(_frontier(reports))
     for i, rep in enumerate(reports):

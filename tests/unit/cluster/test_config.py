@@ -129,6 +129,7 @@ def test_every_field_has_a_cli_flag_and_flags_round_trip(files: dict[str, str]) 
         "pgd_augment": 0.5,
         "pgd_shortcut_patch": 4,
         "pgd_shortcut_share": 0.25,
+        "pgd_linf_cap": 0.05,
         "formats": "png,nifti,dicom",
         "tumour_labels": "4,1",
         "slice_fallback": "largest_brain",
@@ -161,6 +162,7 @@ def test_every_field_has_a_cli_flag_and_flags_round_trip(files: dict[str, str]) 
         augment=0.5,
         shortcut_patch=4,
         shortcut_share=0.25,
+        linf_cap=0.05,
     )
     assert c.override_key_pgd is True
     assert c.tumour_labels == (1, 4)

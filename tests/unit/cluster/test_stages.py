@@ -311,3 +311,54 @@ def test_write_measures_the_foreground_on_the_encryptors_mask(
         assert rec.metrics.psnr_foreground == pytest.approx(want, abs=1e-6)
         records.append(rec.metrics.psnr_foreground)
     assert records[0] != pytest.approx(records[1], abs=1e-3)  # the carried mask was used
+
+
+CAP = 0.01
+
+
+def _over_cap(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The encrypted case with one pixel moved just past the cap (by a third of a 16-bit
+    level: rounding could carry it over)."""
+    (status, st), *_ = _unpack(batch)
+    assert st.original is not None and st.protected is not None
+    d = np.clip(st.protected - st.original, -CAP, CAP)
+    d.flat[int(np.argmax(st.original))] = -(CAP + 0.33 / 65535)
+    st.protected = np.clip(st.original + d, 0, 1).astype(np.float32)
+    return _pack([(status, st)])
+
+
+def test_write_keeps_the_per_pixel_cap_after_quantisation_and_records_both(
+    archive: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    ctx = _ctx(dest, pgd={"eps": EPS, "iters": 1, "linf_cap": CAP})
+    out = write_batch(_over_cap(_encrypted(archive, dest)), ctx=ctx)
+    assert list(out["status"]) == [DONE]
+    rec = CaseRecord.model_validate_json(open_store(str(dest)).get(record_key("p0")))
+    assert rec.metrics.linf_cap == CAP and rec.metrics.within_eps
+    assert 0 < rec.metrics.l2 <= EPS and 0 < rec.metrics.linf <= CAP
+    png = decode_png16(open_store(str(dest)).get(output_key("p0", "png")))
+    assert rec.metrics.linf == pytest.approx(CAP, abs=2 / 65535)  # kept, not shrunk away
+    assert png.shape == (32, 32)
+
+
+def test_write_refuses_a_case_over_the_cap_or_the_budget(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import medcrypt.processing as processing
+
+    def plain(p: np.ndarray, o: np.ndarray, **_: Any) -> np.ndarray:  # rounding, no re-check
+        return np.rint(np.clip(p, 0, 1) * 65535).astype(np.uint16)
+
+    monkeypatch.setattr(processing, "quantise", plain)
+    for name, pgd, eps, needle in (
+        ("cap", {"eps": EPS, "iters": 1, "linf_cap": CAP}, EPS, "over the per-pixel cap"),
+        ("eps", {"eps": 0.001, "iters": 1}, 0.001, "over the budget"),
+    ):
+        dest = tmp_path / name
+        ctx = _ctx(dest, pgd=pgd, eps=eps)
+        out = write_batch(_over_cap(_encrypted(archive, dest)), ctx=ctx)
+        assert list(out["status"]) == [QUARANTINED], name
+        store = open_store(str(dest))
+        q = QuarantineRecord.model_validate_json(store.get(quarantine_key("p0")))
+        assert needle in q.message and not store.exists(record_key("p0"))

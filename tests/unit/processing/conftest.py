@@ -6,7 +6,7 @@ phantoms' tumour locations), 32x32 px, so a width-8 network learns it in a few s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -40,6 +40,12 @@ def make_blobs(n_per_class: int, *, size: int = 32, seed: int) -> tuple[np.ndarr
             images.append(np.clip(img, 0.0, 1.0))
             labels.append(c)
     return np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64)
+
+
+@pytest.fixture(scope="session")
+def blob_maker() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """:func:`make_blobs` itself, for tests that need their own fixed draw."""
+    return make_blobs
 
 
 @pytest.fixture(scope="module")

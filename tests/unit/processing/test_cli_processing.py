@@ -265,6 +265,11 @@ def test_keygen_default_is_unlearnable_and_craft_names_the_surrogate(
     assert len(records) == 24
     assert {r["mode"] for r in records} == {"unlearnable"}
     assert max(r["l2"] for r in records) <= 1.0 + 1e-6
+    # keygen's default per-pixel cap for the mode, recorded and held on the stored PNGs
+    from medcrypt.processing import UNLEARNABLE_LINF_CAP
+
+    assert {r["linf_cap"] for r in records} == {UNLEARNABLE_LINF_CAP}
+    assert 0 < max(r["linf"] for r in records) <= UNLEARNABLE_LINF_CAP
     assert named.secret.get_secret_value() not in (out / "summary.json").read_text()
 
     paper_key = tmp_path / "paper.json"

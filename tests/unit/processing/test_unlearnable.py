@@ -31,7 +31,10 @@ def _settings(**kw: object) -> PGDSettings:
 @pytest.fixture(scope="module")
 def crafted(blobs):  # type: ignore[no-untyped-def]
     x, y = blobs
-    mm = MinMinSettings(width=4, train_steps=10, noise_steps=4, batch_size=32, max_rounds=4)
+    # the loop's own step: 0.2, as the key's (the loop no longer takes the key's step)
+    mm = MinMinSettings(
+        width=4, train_steps=10, noise_steps=4, noise_step=0.2, batch_size=32, max_rounds=4
+    )
     res = craft_surrogate(
         x, y, n_classes=3, settings=_settings(), minmin=mm, masks=foreground_masks(x), seed=0
     )

@@ -1,5 +1,6 @@
 """medcrypt.processing.assessment: the science that judges a release: the paper's Table-12 protocol
-(evaluate_protection), victims and their scores, counter-attacks, key recovery.
+(evaluate_protection; evaluate_unlearnable for the default mode), victims and their scores,
+counter-attacks, key recovery.
 May use protection and models; neither of those uses it.
 """
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
         ProtectionReport,
         ProtectionSettings,
     )
+    from medcrypt.processing.assessment._unlearnable_eval import evaluate_unlearnable
     from medcrypt.processing.assessment._victims import (
         SetScores,
         VictimScores,
@@ -87,6 +89,7 @@ __all__ = [
     "down_up",
     "encrypt_splits",
     "evaluate_protection",
+    "evaluate_unlearnable",
     "fit_victim",
     "gaussian_blur",
     "gaussian_noise",

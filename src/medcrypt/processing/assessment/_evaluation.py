@@ -130,9 +130,8 @@ def _released(
     for start in range(0, len(images), step):
         sl = slice(start, start + step)
         res = encryptor.encrypt(images[sl], labels[sl])
-        q = quantise(
-            res.images, images[sl], eps=encryptor.settings.eps, norm=encryptor.settings.norm
-        )
+        cfg = encryptor.settings
+        q = quantise(res.images, images[sl], eps=cfg.eps, norm=cfg.norm, linf_cap=cfg.linf_cap)
         out[sl] = dequantise(q)
         success[sl] = res.target_success
         progress(min(start + step, len(images)))

@@ -72,8 +72,10 @@ if TYPE_CHECKING:
     from medcrypt.processing.protection._settings import (
         MODES,
         NORMS,
+        UNLEARNABLE_LINF_CAP,
         PGDSettings,
         ProtectionMode,
+        default_linf_cap,
     )
     from medcrypt.processing.protection._shortcut import (
         shortcut_delta,
@@ -83,6 +85,7 @@ if TYPE_CHECKING:
         MinMinResult,
         MinMinSettings,
         craft_surrogate,
+        crafting_sample,
         error_minimizing,
     )
 else:  # each name is imported from its module on first use (medcrypt/_lazy.py)
@@ -95,6 +98,7 @@ __all__ = [
     "PROTECTION_PGD_FIELDS",
     "RELEASABLE_KEY_FIELDS",
     "SECRET_KEY_FIELDS",
+    "UNLEARNABLE_LINF_CAP",
     "AugmentDraw",
     "EncryptionKey",
     "EncryptionResult",
@@ -113,6 +117,8 @@ __all__ = [
     "cpu_has_native_bf16",
     "craft_poison",
     "craft_surrogate",
+    "crafting_sample",
+    "default_linf_cap",
     "dequantise",
     "draw_augmentation",
     "enforce_budget",

@@ -148,6 +148,7 @@ def combine(
     eps: float,
     norm: str = "l2",
     mask: torch.Tensor | None = None,
+    cap: float | None = None,
 ) -> torch.Tensor:
     """Merge per-target outputs of images that share one class (same targets and parameters).
 
@@ -158,6 +159,7 @@ def combine(
         eps: budget; the result is projected onto the eps-ball around ``originals``.
         norm: ``l2`` (the paper's) or ``linf``.
         mask: (B, 1, H, W) foreground; off it the result equals ``originals`` exactly.
+        cap: per-pixel cap (``PGDSettings.linf_cap``) held together with eps; None = none.
 
     Returns:
         (B, C, H, W) released images in [0, 1] with ``||out - originals|| <= eps`` per image.
@@ -188,5 +190,5 @@ def combine(
         out = adv[:, 0].clone()
         out[..., r0:r1, c0:c1] = adv[:, 1, ..., r0:r1, c0:c1]
     if norm == "l2" and mask is None:
-        return enforce_budget(originals, out, eps)  # the paper's path, unchanged
-    return apply_budget(originals, out, eps, norm=norm, mask=mask)
+        return enforce_budget(originals, out, eps, cap)  # the paper's path (unchanged uncapped)
+    return apply_budget(originals, out, eps, norm=norm, mask=mask, cap=cap)

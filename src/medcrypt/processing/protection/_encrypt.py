@@ -314,6 +314,7 @@ class Encryptor:
                 eps=self.settings.eps,
                 norm=self.settings.norm,
                 mask=None if mask is None else mask[idx_t],
+                cap=self.settings.linf_cap,
             )
             success[idx] = reached[sel.numpy()].reshape(len(idx), k).mean(axis=1)
         if self.model is None:

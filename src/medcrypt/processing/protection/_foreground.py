@@ -281,14 +281,26 @@ def _norms(d: torch.Tensor) -> torch.Tensor:
 
 
 def project(
-    delta: torch.Tensor, eps: float, norm: str, mask: torch.Tensor | None = None
+    delta: torch.Tensor,
+    eps: float,
+    norm: str,
+    mask: torch.Tensor | None = None,
+    cap: float | None = None,
 ) -> torch.Tensor:
-    """``delta`` restricted to ``mask`` (if given) and projected onto the eps-ball of ``norm``."""
+    """``delta`` restricted to ``mask`` (if given) and projected onto the eps-ball of ``norm``.
+
+    With a per-pixel ``cap`` the result also lies in the box [-cap, cap]: under Linf the
+    clamp is to the smaller of the two; under L2 every entry is clamped to the cap first and
+    the row then scaled onto the ball (scaling only shrinks entries, so both hold).
+    """
     d = delta if mask is None else delta * mask
     if norm == "linf":
-        return d.clamp(-eps, eps)
+        bound = eps if cap is None else min(eps, cap)
+        return d.clamp(-bound, bound)
     if norm != "l2":
         raise ValueError(f"expected norm 'l2' or 'linf', got {norm!r}")
+    if cap is not None:
+        d = d.clamp(-cap, cap)
     n = _norms(d)
     return d * torch.where(n > eps, eps / n.clamp_min(1e-12), torch.ones_like(n))
 
@@ -305,28 +317,35 @@ def apply_budget(
     *,
     norm: str = "l2",
     mask: torch.Tensor | None = None,
+    cap: float | None = None,
 ) -> torch.Tensor:
     """``images`` brought within eps of ``originals`` (``norm``), off-mask pixels restored.
 
     The result is clamped to [0, 1] and verified in float64 (rows left over eps by float32
     rounding are shrunk again), so the budget holds exactly for the returned values; where
-    ``mask`` is False the result equals ``originals`` bit for bit.
+    ``mask`` is False the result equals ``originals`` bit for bit. With a per-pixel ``cap``
+    no pixel of the result moves by more than it either (also verified in float64).
     """
     keep = None if mask is None else mask.to(torch.bool).expand_as(originals)
-    if norm == "linf":
+    bound = None if cap is None else (cap if norm == "l2" else min(cap, eps))
+    if norm == "linf" or bound is not None:
         # clamp in float64 (a float32 eps can lie above eps), round once, then step the
         # pixels that rounding pushed over one ulp back toward the original
         o64 = originals.double()
-        change = project(images.double() - o64, eps, norm, mask)
+        change = project(images.double() - o64, eps, norm, mask, cap)
         out = (o64 + change).clamp(0.0, 1.0).to(originals.dtype)
     else:
         out = (originals + project(images - originals, eps, norm, mask)).clamp(0.0, 1.0)
     for attempt in range(60):
         if keep is not None:
             out = torch.where(keep, out, originals)
+        if bound is not None:
+            bad = (out.double() - originals.double()).abs() > bound
+            out = torch.where(bad, torch.nextafter(out, originals), out)
         dist = _distance(out, originals, norm)
         over = dist > eps
-        if not bool(over.any()):
+        capped = bound is None or bool((_distance(out, originals, "linf") <= bound).all())
+        if not bool(over.any()) and capped:
             return out
         rows = over.view(-1, *([1] * (out.ndim - 1)))
         if norm == "linf":

@@ -56,25 +56,45 @@ def _norms(d: torch.Tensor) -> torch.Tensor:
     return d.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (d.ndim - 1)))
 
 
-def project_l2(delta: torch.Tensor, eps: float) -> torch.Tensor:
-    """Scale each row of ``delta`` down onto the L2 ball of radius ``eps`` (if outside)."""
+def project_l2(delta: torch.Tensor, eps: float, cap: float | None = None) -> torch.Tensor:
+    """Scale each row of ``delta`` down onto the L2 ball of radius ``eps`` (if outside).
+
+    With a per-pixel ``cap`` every entry is first clamped to [-cap, cap]; the scaling that
+    follows only shrinks entries, so the result lies in both the box and the ball. Without
+    one the computation is the paper's, unchanged.
+    """
+    if cap is not None:
+        delta = delta.clamp(-cap, cap)
     n = _norms(delta)
     scale = torch.where(n > eps, eps / n.clamp_min(1e-12), torch.ones_like(n))
     return delta * scale
 
 
-def enforce_budget(originals: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
+def _over_cap(out: torch.Tensor, originals: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """Per pixel, whether ``out`` lies more than ``cap`` from ``originals`` (float64)."""
+    if cap is None:
+        return torch.zeros_like(out, dtype=torch.bool)
+    return (out.double() - originals.double()).abs() > cap
+
+
+def enforce_budget(
+    originals: torch.Tensor, images: torch.Tensor, eps: float, cap: float | None = None
+) -> torch.Tensor:
     """Project ``images`` onto the eps-ball around ``originals`` and clamp to [0, 1], checked.
 
     Unlike a single float32 projection, the result is verified in float64 and rows left over
     eps by rounding are shrunk again, so ``||out - originals||_2 <= eps`` holds exactly for
-    the returned float32 values.
+    the returned float32 values; with a per-pixel ``cap``, so does ``|out - originals| <=
+    cap`` for every pixel (a pixel float32 rounding left over it steps one ulp back).
     """
-    out = (originals + project_l2(images - originals, eps)).clamp(0.0, 1.0)
+    out = (originals + project_l2(images - originals, eps, cap)).clamp(0.0, 1.0)
     for _ in range(20):
+        bad = _over_cap(out, originals, cap)
+        if bool(bad.any()):
+            out = torch.where(bad, torch.nextafter(out, originals), out)
         d = (out.double() - originals.double()).flatten(1).norm(dim=1)
         over = d > eps
-        if not bool(over.any()):
+        if not bool(over.any()) and not bool(_over_cap(out, originals, cap).any()):
             return out
         shrink = torch.where(over, (eps / d) * (1 - 1e-6), torch.ones_like(d)).to(out.dtype)
         shrink = shrink.view(-1, *([1] * (out.ndim - 1)))
@@ -204,6 +224,8 @@ def targeted_pgd_l2(
     Each step moves ``x`` by ``step`` along the per-sample L2-normalised negative gradient of
     the cross-entropy to the target, projects ``x - x0`` onto the eps-ball and clamps to
     [0, 1]. With ``best_iterate`` the iterate of lowest target loss is returned per row.
+    With ``settings.linf_cap`` every pixel's change is clamped to the cap before the L2
+    projection (the result lies in both).
 
     Args:
         model: classifier over [0, 1] images; must be on ``images``' device (and in
@@ -270,7 +292,7 @@ def targeted_pgd_l2(
                 g = grad / _norms(grad).clamp_min(1e-12)
                 x = x.detach() - cfg.step * g
                 d = x - x0 if m is None else (x - x0) * m
-                x = (x0 + project_l2(d, cfg.eps)).clamp_(0.0, 1.0)
+                x = (x0 + project_l2(d, cfg.eps, cfg.linf_cap)).clamp_(0.0, 1.0)
         with torch.no_grad(), autocast:
             logits = model(x)
         with torch.no_grad():

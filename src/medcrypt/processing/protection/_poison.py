@@ -9,7 +9,8 @@ what TAP's authors found to matter:
   and row, so the perturbation survives the victim's shifts, flips, rotations and scalings;
 * restarts: the first from the clean image, the others from a random point of the ball; per
   row the restart with the lowest (un-augmented, ensemble-mean) target loss is kept;
-* an L-infinity budget beside L2 (sign steps, clamp projection);
+* an L-infinity budget beside L2 (sign steps, clamp projection), and a per-pixel cap
+  (``linf_cap``) held together with the L2 budget in every projection;
 * a crafting ensemble: the loss is averaged over several models;
 * a foreground mask: gradients, steps and projections are confined to it.
 
@@ -36,7 +37,12 @@ __all__ = ["craft_poison"]
 
 
 def _random_start(
-    x: torch.Tensor, eps: float, norm: str, mask: torch.Tensor | None, gen: torch.Generator
+    x: torch.Tensor,
+    eps: float,
+    norm: str,
+    mask: torch.Tensor | None,
+    gen: torch.Generator,
+    cap: float | None = None,
 ) -> torch.Tensor:
     noise = torch.rand(x.shape, generator=gen, dtype=torch.float32).to(x.device) * 2 - 1
     if norm == "linf":
@@ -46,7 +52,7 @@ def _random_start(
         n = d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
         radius = torch.rand(x.shape[0], generator=gen).to(x.device).view(-1, 1, 1, 1)
         d = d / n * eps * radius
-    return project(d, eps, norm, mask)
+    return project(d, eps, norm, mask, cap)
 
 
 def craft_poison(
@@ -90,6 +96,7 @@ def craft_poison(
         )
     budget = settings.eps if eps is None else float(eps)
     norm = settings.norm
+    cap = settings.linf_cap  # every projection keeps the per-pixel cap beside the budget
     targets = targets.to(images.device, torch.long)
     if num_classes is not None and targets.numel():
         lo, hi = int(targets.min()), int(targets.max())
@@ -129,7 +136,7 @@ def craft_poison(
         else:
             gn = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
             d = delta - settings.step * g / gn
-        d = project(d, budget, norm, m)
+        d = project(d, budget, norm, m, cap)
         return (x0 + d).clamp(0.0, 1.0) - x0  # stay in [0, 1]
 
     best_x = x0.clone()
@@ -149,11 +156,11 @@ def craft_poison(
             stack.enter_context(ctx)
         for r in range(settings.restarts):
             if r > 0:
-                delta = _random_start(x0, budget, norm, m, gen)
+                delta = _random_start(x0, budget, norm, m, gen, cap)
             elif start is None:
                 delta = torch.zeros_like(x0)
             else:
-                delta = project(start.to(x0.device, torch.float32), budget, norm, m)
+                delta = project(start.to(x0.device, torch.float32), budget, norm, m, cap)
             delta = ((x0 + delta).clamp(0.0, 1.0) - x0).contiguous(memory_format=fmt)
             for _ in range(settings.iters):
                 delta.requires_grad_(True)

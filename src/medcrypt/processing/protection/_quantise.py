@@ -24,9 +24,8 @@ def dequantise(q: np.ndarray, *, levels: int = 65535) -> np.ndarray:
     return (q.astype(np.float64) / levels).astype(np.float32)
 
 
-def _quantise_linf(p: np.ndarray, o: np.ndarray, eps: float, levels: int) -> np.ndarray:
-    """Round to codes, then move every code over ``eps`` from ``o`` back inside the band."""
-    q = np.rint(np.clip(p, 0.0, 1.0) * levels)
+def _band(q: np.ndarray, o: np.ndarray, eps: float, levels: int, what: str) -> np.ndarray:
+    """Move every code ``q`` over ``eps`` from ``o`` back inside the band (toward ``o``)."""
     lo = np.maximum(np.ceil((o - eps) * levels), 0.0)
     hi = np.minimum(np.floor((o + eps) * levels), float(levels))
     q = np.clip(q, lo, hi)
@@ -36,11 +35,16 @@ def _quantise_linf(p: np.ndarray, o: np.ndarray, eps: float, levels: int) -> np.
     if (np.abs(q / levels - o) > eps).any():
         worst = float(np.abs(np.rint(o * levels) / levels - o).max())
         raise ConfigError(
-            f"eps={eps} (linf) is below the quantisation error of the original image itself "
+            f"{what}={eps} is below the quantisation error of the original image itself "
             f"({worst:.3g} at {levels} levels)",
-            field="eps",
+            field=what.split(" ")[0],
         )
     return q
+
+
+def _quantise_linf(p: np.ndarray, o: np.ndarray, eps: float, levels: int) -> np.ndarray:
+    """Round to codes, then move every code over ``eps`` from ``o`` back inside the band."""
+    return _band(np.rint(np.clip(p, 0.0, 1.0) * levels), o, eps, levels, "eps (linf)")
 
 
 def quantise(
@@ -50,6 +54,7 @@ def quantise(
     eps: float,
     levels: int = 65535,
     norm: str = "l2",
+    linf_cap: float | None = None,
 ) -> np.ndarray:
     """Round ``protected01`` to ``levels + 1`` integer codes, keeping the budget.
 
@@ -64,6 +69,9 @@ def quantise(
         eps: the L2 budget.
         levels: the largest code (65535 for uint16, 255 for uint8).
         norm: ``l2`` or ``linf``, the budget's norm.
+        linf_cap: per-pixel cap held beside an L2 budget (``PGDSettings.linf_cap``): rounding
+            can move a pixel half a level past it, so every code over it is moved back to
+            the nearest code inside (toward the original, which only lowers the L2 norm).
 
     Returns:
         uint16 array (uint8 when ``levels <= 255``), same shape.
@@ -81,18 +89,22 @@ def quantise(
         p, o = p[None], o[None]
     dtype = np.uint8 if levels <= 255 else np.uint16
     if norm == "linf":
-        out_linf = _quantise_linf(p, o, eps, levels).astype(dtype)
+        bound = eps if linf_cap is None else min(eps, linf_cap)
+        out_linf = _quantise_linf(p, o, bound, levels).astype(dtype)
         return out_linf[0] if single else out_linf
     if norm != "l2":
         raise ValueError(f"expected norm 'l2' or 'linf', got {norm!r}")
 
-    def rnd(x: np.ndarray) -> np.ndarray:
-        return np.rint(np.clip(x, 0.0, 1.0) * levels)
+    def rnd(x: np.ndarray, orig: np.ndarray) -> np.ndarray:
+        q = np.rint(np.clip(x, 0.0, 1.0) * levels)
+        if linf_cap is None:
+            return q
+        return _band(q, orig, linf_cap, levels, "linf_cap")
 
-    q = rnd(p)
+    q = rnd(p, o)
     over = np.flatnonzero(_l2(q / levels, o) > eps)
     for i in over:
-        floor = rnd(o[i])
+        floor = rnd(o[i], o[i])
         if _l2(floor[None] / levels, o[i][None])[0] > eps:
             raise ConfigError(
                 f"eps={eps} is below the quantisation error of the original image itself "
@@ -103,7 +115,7 @@ def quantise(
         best = floor
         for _ in range(40):
             mid = (lo + hi) / 2
-            cand = rnd(o[i] + mid * (p[i] - o[i]))
+            cand = rnd(o[i] + mid * (p[i] - o[i]), o[i])
             if _l2(cand[None] / levels, o[i][None])[0] <= eps:
                 lo, best = mid, cand
             else:

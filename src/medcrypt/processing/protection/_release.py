@@ -93,9 +93,9 @@ def settings_from_key(
         raise ConfigError(f"unknown PGD settings {unknown}", field="pgd")
     base = key_pgd.model_dump()
     clash = {
-        k: {"key": base[k], "job": v}
+        k: {"key": base.get(k), "job": v}
         for k, v in given.items()
-        if k in PROTECTION_PGD_FIELDS and v != base[k]
+        if k in PROTECTION_PGD_FIELDS and v != base.get(k)
     }
     if clash and not override:
         parts = "; ".join(

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from medcrypt.config import StrictModel
 
-__all__ = ["MODES", "NORMS", "PGDSettings", "ProtectionMode"]
+__all__ = [
+    "MODES",
+    "NORMS",
+    "UNLEARNABLE_LINF_CAP",
+    "PGDSettings",
+    "ProtectionMode",
+    "default_linf_cap",
+]
 
 ProtectionMode = Literal["paper", "poison", "shortcut", "shortcut+poison", "unlearnable"]
 #: the protection modes, in the order the CLI lists them
@@ -23,6 +30,18 @@ _POISON_DEFAULTS: dict[str, Any] = {"restarts": 4, "augment": 1.0}
 #: starts from the clean image, which is already near its own label), and EOT augmentation;
 #: its step, unless named, is 2.5 * eps / iters
 _UNLEARNABLE_DEFAULTS: dict[str, Any] = {"restarts": 1, "augment": 1.0, "iters": 20}
+#: the per-pixel cap ``keygen`` gives a new mode unlearnable key unless told otherwise (in
+#: [0, 1] pixel units; chosen from its measured cost to protection, README "Per-pixel cap").
+#: Not a PGDSettings default: a key file without the field keeps meaning "no cap", so older
+#: keys keep their fingerprint and their outputs.
+UNLEARNABLE_LINF_CAP = 8.0 / 255.0
+
+
+def default_linf_cap(mode: str) -> float | None:
+    """The cap a new key of ``mode`` gets unless told otherwise: :data:`UNLEARNABLE_LINF_CAP`
+    for the default mode (measured), none for the others (``paper`` reproduces the paper's
+    plain L2 PGD bit for bit; the cap was not measured for the poison and shortcut modes)."""
+    return UNLEARNABLE_LINF_CAP if mode == "unlearnable" else None
 
 
 class PGDSettings(StrictModel):
@@ -64,6 +83,11 @@ class PGDSettings(StrictModel):
             under L2 (the shortcut gets ``sqrt(share) * eps``, the crafted part
             ``sqrt(1 - share) * eps``; about orthogonal, together about eps), of eps under
             Linf. The total is projected back onto the eps-ball either way.
+        linf_cap: largest change of any single pixel, in [0, 1] pixel units, held *together
+            with* the eps budget in every mode (each projection clamps every pixel to the
+            cap first, then scales onto the eps-ball, which shrinks every pixel and so keeps
+            the cap); ``None`` = no cap. Left out of every dump when ``None``, so keys and
+            records from before the field existed keep their bytes and fingerprints.
     """
 
     eps: float = Field(default=2.0, gt=0.0)
@@ -104,6 +128,20 @@ class PGDSettings(StrictModel):
         description="shortcut's share of the budget in shortcut+poison (of eps^2 for l2, of eps "
         "for linf)",
     )
+
+    linf_cap: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="per-pixel cap in [0, 1] pixel units, held together with eps (none: no cap)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_cap(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if self.linf_cap is None and isinstance(data, dict):
+            data.pop("linf_cap", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -41,14 +41,21 @@ from medcrypt.processing.protection._augment import augment, draw_augmentation
 from medcrypt.processing.protection._poison import craft_poison
 from medcrypt.processing.protection._settings import PGDSettings
 
-__all__ = ["MinMinResult", "MinMinSettings", "craft_surrogate", "error_minimizing"]
+__all__ = [
+    "MinMinResult",
+    "MinMinSettings",
+    "craft_surrogate",
+    "crafting_sample",
+    "error_minimizing",
+]
 
 logger = logging.getLogger(__name__)
 
 
 class MinMinSettings(StrictModel):
-    """The min-min loop of :func:`craft_surrogate` (the noise's own budget and steps come from
-    the key's :class:`PGDSettings`: eps, step, norm, foreground, augment, precision).
+    """The min-min loop of :func:`craft_surrogate` (the noise's budget comes from the key's
+    :class:`PGDSettings`: eps, norm, linf_cap, foreground, augment, precision; its step is
+    the loop's own, ``noise_step``).
 
     Attributes:
         archs: surrogate architectures trained side by side (a cross-family ensemble when
@@ -56,6 +63,11 @@ class MinMinSettings(StrictModel):
         width: width of every surrogate (see ``build_model``).
         train_steps: minibatch steps of every surrogate per round.
         noise_steps: error-minimizing steps of every image's noise per round.
+        noise_step: length of each of those steps; default ``2.5 * eps / 20``, the default
+            mode's per-case step, whatever the key's per-case ``iters`` and ``step``: the
+            loop's step must not shrink when the per-case crafting takes more, smaller steps
+            (with the key's 2.5 * eps / 100 the loop stopped at its round limit short of its
+            stop accuracy, issue 23).
         batch_size: minibatch of the surrogate steps and of the noise steps.
         lr, weight_decay: AdamW settings of the surrogates.
         stop_accuracy: stop once the first surrogate classifies this share of the perturbed
@@ -67,6 +79,7 @@ class MinMinSettings(StrictModel):
     width: int = Field(default=16, ge=1)
     train_steps: int = Field(default=20, ge=1)
     noise_steps: int = Field(default=10, ge=1)
+    noise_step: float | None = Field(default=None, gt=0.0)
     batch_size: int = Field(default=64, ge=2)
     lr: float = Field(default=2e-3, gt=0.0)
     weight_decay: float = Field(default=5e-4, ge=0.0)
@@ -92,6 +105,20 @@ class MinMinResult:
     @property
     def rounds(self) -> int:
         return len(self.accuracy)
+
+
+def crafting_sample(labels: np.ndarray, n_classes: int, share: float, seed: int) -> np.ndarray:
+    """Sorted indices of the min-min sample: ``share`` of every class, at least 4 slices each
+    (all of a smaller class), drawn with ``seed``; everything when ``share >= 1``."""
+    y = np.asarray(labels)
+    if share >= 1.0:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    keep = [
+        rng.permutation(np.flatnonzero(y == c))[: max(4, round(share * int((y == c).sum())))]
+        for c in range(n_classes)
+    ]
+    return np.sort(np.concatenate(keep)).astype(np.int64)
 
 
 def error_minimizing(
@@ -145,7 +172,8 @@ def craft_surrogate(
     Args:
         images: (N, H, W) float32 in [0, 1], the crafting sample.
         labels: (N,) ints in ``range(n_classes)``.
-        settings: the key's budget and noise steps (eps, step, norm, foreground, augment).
+        settings: the key's budget (eps, norm, linf_cap, foreground, augment, precision); its
+            per-case ``step`` and ``iters`` are not the loop's (``minmin.noise_step``).
         minmin: the loop's own settings (:class:`MinMinSettings`).
         masks: (N, H, W) bool foreground where ``settings.foreground`` (else ignored).
         seed: surrogate initialisation, minibatch order, augmentation and noise draws.
@@ -156,6 +184,8 @@ def craft_surrogate(
     """
     mm = minmin or MinMinSettings()
     dev = torch.device(resolve_device(device))
+    step = mm.noise_step if mm.noise_step is not None else 2.5 * settings.eps / 20
+    loop_settings = settings.model_copy(update={"step": step})
     x = torch.as_tensor(np.asarray(images, dtype=np.float32)).unsqueeze(1)
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     if x.shape[0] < 2 or y.shape != (x.shape[0],):
@@ -200,7 +230,7 @@ def craft_surrogate(
             models,
             x,
             y,
-            settings=settings,
+            settings=loop_settings,
             mask=mask,
             start=delta,
             iters=mm.noise_steps,
