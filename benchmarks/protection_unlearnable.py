@@ -41,7 +41,7 @@ from medcrypt.processing.assessment._counter import (
     apply_counter_attack,
     orthogonal_projection,
 )
-from medcrypt.processing.assessment._victims import fit_victim
+from medcrypt.processing.assessment._victims import fit_victim, thief_settings
 from medcrypt.processing.protection._unlearnable import MinMinSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +89,8 @@ def victims(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     train = TrainSettings(epochs=args.epochs, batch_size=32, shift=args.shift)
+    if args.thief:  # flips, rotations, resized crops, AdamW one-cycle (issue 23)
+        train = thief_settings(args.epochs, mixup=args.mixup)
     for arch in args.archs:
         t0 = time.monotonic()
         hook = adversarial_hook(eps, norm="l2", steps=3) if adv else None
@@ -288,6 +290,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--width", type=int, default=16, help="victim width")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--shift", type=int, help="victim random shift (default size/16)")
+    ap.add_argument(
+        "--thief",
+        action="store_true",
+        help="victims trained as a thief would (flips, rotations, resized crops, one-cycle)",
+    )
+    ap.add_argument("--mixup", type=float, default=0.0, help="with --thief: mixup alpha")
     ap.add_argument("--craft-archs", type=lst(str), default=["cnn"])
     ap.add_argument("--craft-width", type=int, default=16)
     ap.add_argument("--sample", type=float, default=0.25, help="surrogate's share of train")
