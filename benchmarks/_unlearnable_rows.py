@@ -294,11 +294,12 @@ def build_row(name: str, spec: Spec) -> tuple[np.ndarray, np.ndarray, dict[str, 
     if name == "ue_ensemble":
         return row_ue(spec, ("cnn", "resnet18", "vgg11"))
     if name in ("ue_sem", "ue_rem", "ue_wide"):  # issue 23's levers on the product's way
-        update: dict[str, Any] = {
+        levers: dict[str, dict[str, Any]] = {
             "ue_sem": {"robust": 0.5},  # SEM: one random draw at half the radius
             "ue_rem": {"robust": 0.5, "robust_steps": 3},  # REM-lite: adversarial surrogate
             "ue_wide": {"width": 64},  # a standard-width surrogate
-        }[name]
+        }
+        update = levers[name]
         return row_ue(Spec(**{**spec.__dict__, "minmin": spec.minmin.model_copy(update=update)}))
     fn = {
         "ue_full": row_ue_full,
