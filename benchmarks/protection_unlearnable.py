@@ -39,8 +39,10 @@ from medcrypt.processing.assessment._counter import (
     CounterAttack,
     adversarial_hook,
     apply_counter_attack,
+    mix_clean,
     orthogonal_projection,
 )
+from medcrypt.processing.assessment._ssl import contrastive_probe
 from medcrypt.processing.assessment._victims import fit_victim, thief_settings
 from medcrypt.processing.protection._unlearnable import MinMinSettings
 
@@ -52,8 +54,11 @@ COUNTERS = {
     "blur1": CounterAttack(name="blur1", kind="blur", value=1.0),
     "downup2": CounterAttack(name="downup2", kind="downup", value=2),
     "adv_train": CounterAttack(name="adv_train", kind="adv_train", value=3),
+    "adv_half": CounterAttack(name="adv_half", kind="adv_train", value=3),  # at eps / 2
+    "mix_clean10": CounterAttack(name="mix_clean10", kind="mix_clean", value=0.1),
     "mix_clean20": CounterAttack(name="mix_clean20", kind="mix_clean", value=0.2),
     "orthoproj": CounterAttack(name="orthoproj", kind="none"),  # handled here: needs labels
+    "ssl": CounterAttack(name="ssl", kind="none"),  # handled here: contrastive thief + probe
 }
 
 
@@ -197,6 +202,12 @@ def counters(
         attack = COUNTERS[name]
         for which, imgs in (("release", train), ("clean", data.x_train)):
             print(f"  counter {name} on the {which} train split", flush=True)
+            if name == "ssl":  # one encoder per split, the family of the first victim
+                out.setdefault(name, {})[which] = contrastive_probe(
+                    imgs, data.y_train, {"real": tests["real"]}, n_classes=3,
+                    arch=args.archs[0], width=args.ssl_width, epochs=args.ssl_epochs, seed=seed,
+                )  # fmt: skip
+                continue
             if name == "orthoproj":
                 x = orthogonal_projection(imgs, data.y_train, n_classes=3)
             else:
@@ -207,8 +218,14 @@ def counters(
                 data.y_train,
                 {"real": tests["real"]},
                 seed,
-                eps=eps,
+                eps=eps / 2 if name == "adv_half" else eps,
                 adv=attack.kind == "adv_train",
+            )
+        if attack.kind == "mix_clean":  # what the thief gets from the clean share alone
+            _, idx = mix_clean(train, data.x_train, attack.value, seed=seed)
+            print(f"  counter {name}: the clean share alone ({len(idx)} slices)", flush=True)
+            out[name]["share_alone"] = victims(
+                args, data.x_train[idx], data.y_train[idx], {"real": tests["real"]}, seed
             )
     return out
 
@@ -256,9 +273,18 @@ def counter_table(rows: list[dict[str, Any]]) -> list[str]:
         archs = sorted(r["victims"])
         out += ["", "| attack | " + " | ".join(archs) + " |", "|---|" + "---|" * len(archs)]
         for name, by in r["counter"].items():
+            if name == "ssl":  # probe balanced accuracy (final), one encoder family
+                rel, cln = by["release"]["real"]["bacc"], by["clean"]["real"]["bacc"]
+                out.append(f"| ssl (linear probe) | {rel:.3f} / {cln:.3f} |")
+                continue
             cells = [
                 f"{by['release'][a]['real']['bacc_peak']:.3f} / "
                 f"{by['clean'][a]['real']['bacc_peak']:.3f}"
+                + (
+                    f" (share alone {by['share_alone'][a]['real']['bacc_peak']:.3f})"
+                    if "share_alone" in by
+                    else ""
+                )
                 for a in archs
             ]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -304,6 +330,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--minmin-noise-steps", type=int, default=10)
     ap.add_argument("--max-rounds", type=int, default=15)
     ap.add_argument("--counter", type=lst(str), default=[], help=",".join(COUNTERS))
+    ap.add_argument("--ssl-width", type=int, default=16, help="ssl counter: encoder width")
+    ap.add_argument("--ssl-epochs", type=int, default=30, help="ssl counter: pretraining epochs")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/unlearnable")
     ap.add_argument("--summarize", type=Path, help="print the tables of a results folder")
     ap.add_argument("--threads", type=int, help="torch threads")

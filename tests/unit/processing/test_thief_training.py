@@ -112,3 +112,21 @@ def test_robust_min_min_runs_and_differs_from_plain(blobs, steps: int) -> None: 
     assert not np.array_equal(runs[0].deltas, runs[1].deltas)
     norms = np.sqrt((runs[1].deltas.astype(np.float64) ** 2).reshape(len(x), -1).sum(1))
     assert norms.max() <= 1.0 + 1e-4  # the release's own budget holds; rho is not released
+
+
+def test_nt_xent_rewards_matching_pairs() -> None:
+    from medcrypt.processing.assessment._ssl import nt_xent
+
+    z = torch.randn(8, 16)
+    assert nt_xent(z, z + 0.01 * torch.randn(8, 16), 0.5) < nt_xent(z, torch.randn(8, 16), 0.5)
+
+
+def test_contrastive_thief_probes_above_chance(blobs, blobs_test) -> None:  # type: ignore[no-untyped-def]
+    from medcrypt.processing.assessment._ssl import contrastive_probe
+
+    x, y = blobs
+    out = contrastive_probe(
+        x, y, {"t": blobs_test}, n_classes=3, arch="cnn", width=4, epochs=3, batch_size=32
+    )
+    assert set(out) == {"pretrain", "t"} and np.isfinite(out["pretrain"]["loss"])
+    assert out["t"]["bacc"] > 0.5  # blobs are separable from unsupervised features
