@@ -134,8 +134,16 @@ def _git() -> str:
 
 
 def run_one(
-    args: argparse.Namespace, data: Any, boxes: Any, row: str, psnr: float, seed: int
+    args: argparse.Namespace,
+    data: Any,
+    boxes: Any,
+    row: str,
+    psnr: float,
+    seed: int,
+    path: Path | None = None,
 ) -> dict[str, Any]:
+    """One row; with ``path``, the JSON is written after the victims and after each
+    counter-attack (marked ``"partial"`` until the row is complete)."""
     eps = eps_for_psnr(data.x_train, psnr) if psnr > 0 else 0.0
     spec = Spec(
         x_train=data.x_train,
@@ -185,7 +193,14 @@ def run_one(
     tests = {"real": (data.x_test, data.y_test), "release": (test, data.y_test)}
     result["victims"] = victims(args, train, data.y_train, tests, seed)
     if args.counter and row != "clean":
-        result["counter"] = counters(args, data, train, tests, seed, eps)
+        result["counter"] = {}
+
+        def save() -> None:
+            if path is not None:
+                path.write_text(json.dumps({**result, "partial": True}, indent=1))
+
+        save()
+        counters(args, data, train, tests, seed, eps, out=result["counter"], saved=save)
     return result
 
 
@@ -196,8 +211,10 @@ def counters(
     tests: dict[str, Any],
     seed: int,
     eps: float,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    *,
+    out: dict[str, Any],
+    saved: Any,
+) -> None:
     for name in args.counter:
         attack = COUNTERS[name]
         for which, imgs in (("release", train), ("clean", data.x_train)):
@@ -227,7 +244,7 @@ def counters(
             out[name]["share_alone"] = victims(
                 args, data.x_train[idx], data.y_train[idx], {"real": tests["real"]}, seed
             )
-    return out
+        saved()
 
 
 def summarize(folder: Path) -> str:
@@ -364,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                 if path.is_file():
                     continue
                 print(f"{row}, {target:g} dB, seed {seed}", flush=True)
-                res = run_one(args, data, boxes, row, target, seed)
+                res = run_one(args, data, boxes, row, target, seed, path)
                 path.write_text(json.dumps(res, indent=1))
     print(summarize(args.out))
     return 0
