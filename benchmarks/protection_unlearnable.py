@@ -218,6 +218,8 @@ def counters(
     for name in args.counter:
         attack = COUNTERS[name]
         for which, imgs in (("release", train), ("clean", data.x_train)):
+            if which not in args.counter_sides:
+                continue
             print(f"  counter {name} on the {which} train split", flush=True)
             if name == "ssl":  # one encoder per split, the family of the first victim
                 out.setdefault(name, {})[which] = contrastive_probe(
@@ -296,7 +298,7 @@ def counter_table(rows: list[dict[str, Any]]) -> list[str]:
                 continue
             cells = [
                 f"{by['release'][a]['real']['bacc_peak']:.3f} / "
-                f"{by['clean'][a]['real']['bacc_peak']:.3f}"
+                + (f"{by['clean'][a]['real']['bacc_peak']:.3f}" if "clean" in by else "-")
                 + (
                     f" (share alone {by['share_alone'][a]['real']['bacc_peak']:.3f})"
                     if "share_alone" in by
@@ -347,6 +349,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--minmin-noise-steps", type=int, default=10)
     ap.add_argument("--max-rounds", type=int, default=15)
     ap.add_argument("--counter", type=lst(str), default=[], help=",".join(COUNTERS))
+    ap.add_argument(
+        "--counter-sides",
+        type=lst(str),
+        default=["release", "clean"],
+        help="release,clean: skip clean only where its baseline (same seed, deterministic) "
+        "was measured in another run's JSON",
+    )
     ap.add_argument("--ssl-width", type=int, default=16, help="ssl counter: encoder width")
     ap.add_argument("--ssl-epochs", type=int, default=30, help="ssl counter: pretraining epochs")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/unlearnable")
