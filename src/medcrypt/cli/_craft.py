@@ -75,7 +75,7 @@ __all__ = ["register"]
     type=click.FloatRange(0.0, 1.0),
     help="Robust min-min (SEM-style, issue 23): the surrogate trains, and the noise "
     "minimises, at a random L2 point of this share of eps around the release; 0 = off. "
-    "Not the default: one seed on a standard ResNet-18 measured no clear gain (README).",
+    "Not the default: against a standard ResNet-18 it measured worse (README, issue 23).",
 )
 @seed_option
 @device_option
