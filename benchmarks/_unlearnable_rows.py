@@ -34,7 +34,18 @@ from medcrypt.processing.assessment._victims import fit_victim
 from medcrypt.processing.protection._augment import augment, draw_augmentation
 from medcrypt.processing.protection._unlearnable import MinMinSettings, craft_surrogate
 
-ROWS = ("clean", "ue", "ue_full", "ue_classwise", "ue_ensemble", "targeted", "ue+targeted")
+ROWS = (
+    "clean",
+    "ue",
+    "ue_sem",
+    "ue_rem",
+    "ue_wide",
+    "ue_full",
+    "ue_classwise",
+    "ue_ensemble",
+    "targeted",
+    "ue+targeted",
+)
 
 
 @dataclass
@@ -285,6 +296,14 @@ def build_row(name: str, spec: Spec) -> tuple[np.ndarray, np.ndarray, dict[str, 
         return row_ue(spec)
     if name == "ue_ensemble":
         return row_ue(spec, ("cnn", "resnet18", "vgg11"))
+    if name in ("ue_sem", "ue_rem", "ue_wide"):  # issue 23's levers on the product's way
+        levers: dict[str, dict[str, Any]] = {
+            "ue_sem": {"robust": 0.5},  # SEM: one random draw at half the radius
+            "ue_rem": {"robust": 0.5, "robust_steps": 3},  # REM-lite: adversarial surrogate
+            "ue_wide": {"width": 64},  # a standard-width surrogate
+        }
+        update = levers[name]
+        return row_ue(Spec(**{**spec.__dict__, "minmin": spec.minmin.model_copy(update=update)}))
     fn = {
         "ue_full": row_ue_full,
         "ue_classwise": row_ue_classwise,

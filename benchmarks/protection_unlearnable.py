@@ -42,9 +42,11 @@ from medcrypt.processing.assessment._counter import (
     CounterAttack,
     adversarial_hook,
     apply_counter_attack,
+    mix_clean,
     orthogonal_projection,
 )
-from medcrypt.processing.assessment._victims import fit_victim
+from medcrypt.processing.assessment._ssl import contrastive_probe
+from medcrypt.processing.assessment._victims import fit_victim, thief_settings
 from medcrypt.processing.protection._unlearnable import MinMinSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +57,11 @@ COUNTERS = {
     "blur1": CounterAttack(name="blur1", kind="blur", value=1.0),
     "downup2": CounterAttack(name="downup2", kind="downup", value=2),
     "adv_train": CounterAttack(name="adv_train", kind="adv_train", value=3),
+    "adv_half": CounterAttack(name="adv_half", kind="adv_train", value=3),  # at eps / 2
+    "mix_clean10": CounterAttack(name="mix_clean10", kind="mix_clean", value=0.1),
     "mix_clean20": CounterAttack(name="mix_clean20", kind="mix_clean", value=0.2),
     "orthoproj": CounterAttack(name="orthoproj", kind="none"),  # handled here: needs labels
+    "ssl": CounterAttack(name="ssl", kind="none"),  # handled here: contrastive thief + probe
 }
 
 
@@ -92,6 +97,8 @@ def victims(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     train = TrainSettings(epochs=args.epochs, batch_size=32, shift=args.shift)
+    if args.thief:  # flips, rotations, resized crops, AdamW one-cycle (issue 23)
+        train = thief_settings(args.epochs, mixup=args.mixup)
     for arch in args.archs:
         t0 = time.monotonic()
         hook = adversarial_hook(eps, norm="l2", steps=3) if adv else None
@@ -137,7 +144,10 @@ def run_one(
     psnr: float,
     seed: int,
     cap: float = 0.0,
+    path: Path | None = None,
 ) -> dict[str, Any]:
+    """One row; with ``path``, the JSON is written after the victims and after each
+    counter-attack (marked ``"partial"`` until the row is complete)."""
     eps = eps_for_psnr(data.x_train, psnr) if psnr > 0 else 0.0
     spec = Spec(
         x_train=data.x_train,
@@ -192,7 +202,14 @@ def run_one(
     tests = {"real": (data.x_test, data.y_test), "release": (test, data.y_test)}
     result["victims"] = victims(args, train, data.y_train, tests, seed)
     if args.counter and row != "clean":
-        result["counter"] = counters(args, data, train, tests, seed, eps)
+        result["counter"] = {}
+
+        def save() -> None:
+            if path is not None:
+                path.write_text(json.dumps({**result, "partial": True}, indent=1))
+
+        save()
+        counters(args, data, train, tests, seed, eps, out=result["counter"], saved=save)
     return result
 
 
@@ -203,12 +220,22 @@ def counters(
     tests: dict[str, Any],
     seed: int,
     eps: float,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    *,
+    out: dict[str, Any],
+    saved: Any,
+) -> None:
     for name in args.counter:
         attack = COUNTERS[name]
         for which, imgs in (("release", train), ("clean", data.x_train)):
+            if which not in args.counter_sides:
+                continue
             print(f"  counter {name} on the {which} train split", flush=True)
+            if name == "ssl":  # one encoder per split, the family of the first victim
+                out.setdefault(name, {})[which] = contrastive_probe(
+                    imgs, data.y_train, {"real": tests["real"]}, n_classes=3,
+                    arch=args.archs[0], width=args.ssl_width, epochs=args.ssl_epochs, seed=seed,
+                )  # fmt: skip
+                continue
             if name == "orthoproj":
                 x = orthogonal_projection(imgs, data.y_train, n_classes=3)
             else:
@@ -219,10 +246,16 @@ def counters(
                 data.y_train,
                 {"real": tests["real"]},
                 seed,
-                eps=eps,
+                eps=eps / 2 if name == "adv_half" else eps,
                 adv=attack.kind == "adv_train",
             )
-    return out
+        if attack.kind == "mix_clean":  # what the thief gets from the clean share alone
+            _, idx = mix_clean(train, data.x_train, attack.value, seed=seed)
+            print(f"  counter {name}: the clean share alone ({len(idx)} slices)", flush=True)
+            out[name]["share_alone"] = victims(
+                args, data.x_train[idx], data.y_train[idx], {"real": tests["real"]}, seed
+            )
+        saved()
 
 
 def summarize(folder: Path) -> str:
@@ -273,9 +306,18 @@ def counter_table(rows: list[dict[str, Any]]) -> list[str]:
         archs = sorted(r["victims"])
         out += ["", "| attack | " + " | ".join(archs) + " |", "|---|" + "---|" * len(archs)]
         for name, by in r["counter"].items():
+            if name == "ssl":  # probe balanced accuracy (final), one encoder family
+                rel, cln = by["release"]["real"]["bacc"], by["clean"]["real"]["bacc"]
+                out.append(f"| ssl (linear probe) | {rel:.3f} / {cln:.3f} |")
+                continue
             cells = [
                 f"{by['release'][a]['real']['bacc_peak']:.3f} / "
-                f"{by['clean'][a]['real']['bacc_peak']:.3f}"
+                + (f"{by['clean'][a]['real']['bacc_peak']:.3f}" if "clean" in by else "-")
+                + (
+                    f" (share alone {by['share_alone'][a]['real']['bacc_peak']:.3f})"
+                    if "share_alone" in by
+                    else ""
+                )
                 for a in archs
             ]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -307,6 +349,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--width", type=int, default=16, help="victim width")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--shift", type=int, help="victim random shift (default size/16)")
+    ap.add_argument(
+        "--thief",
+        action="store_true",
+        help="victims trained as a thief would (flips, rotations, resized crops, one-cycle)",
+    )
+    ap.add_argument("--mixup", type=float, default=0.0, help="with --thief: mixup alpha")
     ap.add_argument("--craft-archs", type=lst(str), default=["cnn"])
     ap.add_argument("--craft-width", type=int, default=16)
     ap.add_argument("--sample", type=float, default=0.25, help="surrogate's share of train")
@@ -318,6 +366,15 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--linf-caps", type=lst(float), default=[0.0], help="per-pixel caps in 8-bit levels"
     )
+    ap.add_argument(
+        "--counter-sides",
+        type=lst(str),
+        default=["release", "clean"],
+        help="release,clean: skip clean only where its baseline (same seed, deterministic) "
+        "was measured in another run's JSON",
+    )
+    ap.add_argument("--ssl-width", type=int, default=16, help="ssl counter: encoder width")
+    ap.add_argument("--ssl-epochs", type=int, default=30, help="ssl counter: pretraining epochs")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/unlearnable")
     ap.add_argument("--summarize", type=Path, help="print the tables of a results folder")
     ap.add_argument("--threads", type=int, help="torch threads")
@@ -352,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                     if path.is_file():
                         continue
                     print(f"{row}, {target:g} dB, seed {seed}, cap {cap:g}/255", flush=True)
-                    res = run_one(args, data, boxes, row, target, seed, cap)
+                    res = run_one(args, data, boxes, row, target, seed, cap, path)
                     path.write_text(json.dumps(res, indent=1))
     print(summarize(args.out))
     return 0

@@ -256,6 +256,11 @@ def test_keygen_default_is_unlearnable_and_craft_names_the_surrogate(
     assert named.fingerprint in res.output and key.fingerprint in res.output
     res = runner.invoke(main, [*craft, "--sample", "0.5"])
     assert res.exit_code == 2 and "--force" in res.output  # never overwrites silently
+    robust = [*craft[:-1], str(tmp_path / "robust.pt"), "--width", "4", "--rounds", "1"]
+    res = runner.invoke(main, [*robust, "--robust", "0.5"])
+    assert res.exit_code == 0 and "robust 0.5" in res.output, res.output
+    assert runner.invoke(main, [*robust, "--robust", "2", "--force"]).exit_code == 2
+    named.save(key_path, overwrite=True)  # the key names the first surrogate again
     res = encrypt(other, tmp_path / "enc1")
     assert res.exit_code == 2 and "crafted with surrogate" in res.output
     out = tmp_path / "enc2"

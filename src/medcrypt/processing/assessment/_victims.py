@@ -26,13 +26,39 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
+    "THIEF_FAMILIES",
     "SetScores",
     "VictimScores",
     "balanced_accuracy",
     "fit_victim",
     "score_predictions",
+    "thief_settings",
     "train_victim",
 ]
+
+#: the four victim families a thief trains, at their standard widths (``build_model``'s
+#: ``width``: 64 for ResNet-18, VGG-11 and DenseNet-121 (growth 32); the plain CNN at 64 has
+#: widths 64-512 over its five layers). Width 16 stays the fast screen of earlier rounds.
+THIEF_FAMILIES: tuple[str, ...] = ("resnet18", "vgg11", "cnn", "densenet121")
+
+
+def thief_settings(epochs: int = 10, *, mixup: float = 0.0) -> TrainSettings:
+    """How a thief trains a victim from scratch: AdamW with a one-cycle schedule (peak 2e-3,
+    weight decay 0.05), batch 64, random flips, rotations up to 10 degrees and random
+    resized crops of 80-100% of the area (torchvision's usual recipe, scaled to a small set);
+    mixup as an option."""
+    return TrainSettings(
+        epochs=epochs,
+        batch_size=64,
+        lr=2e-3,
+        weight_decay=5e-2,
+        optimizer="adam",
+        schedule="onecycle",
+        flip=True,
+        rotate=10.0,
+        crop_scale=0.8,
+        mixup=mixup,
+    )
 
 
 def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:

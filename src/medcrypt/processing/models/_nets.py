@@ -1,5 +1,6 @@
-"""Classifiers written in the project (no torchvision): ResNet-18, PreAct-ResNet-18, VGG-11
-and a plain five-layer CNN with batch norm (``cnn``, the small-network victim family).
+"""Classifiers written in the project (no torchvision): ResNet-18, PreAct-ResNet-18, VGG-11,
+a plain five-layer CNN with batch norm (``cnn``, the small-network victim family) and
+DenseNet-121 (``densenet121``, the family medical-imaging work trains most, e.g. CheXNet).
 
 Every model is wrapped in :class:`Classifier`, which takes images in [0, 1] shaped
 (B, C, H, W) and applies the input normalisation itself (stored as buffers), so PGD, training
@@ -21,7 +22,7 @@ from medcrypt.errors import ModelError
 __all__ = ["ARCHITECTURES", "Classifier", "Normalisation", "build_model"]
 
 #: Architectures :func:`build_model` knows. ``resnet18`` is the paper's base model.
-ARCHITECTURES: tuple[str, ...] = ("resnet18", "preact_resnet18", "vgg11", "cnn")
+ARCHITECTURES: tuple[str, ...] = ("resnet18", "preact_resnet18", "vgg11", "cnn", "densenet121")
 
 
 class Normalisation(StrictModel):
@@ -155,11 +156,62 @@ def _cnn(num_classes: int, in_channels: int, width: int) -> nn.Module:
     )
 
 
+class _DenseLayer(nn.Module):
+    def __init__(self, cin: int, growth: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(cin),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cin, 4 * growth, 1, bias=False),  # bottleneck, bn_size 4
+            nn.BatchNorm2d(4 * growth),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.body(x)], 1)
+
+
+def _densenet121(num_classes: int, in_channels: int, width: int) -> nn.Module:
+    # Huang et al. 2017, DenseNet-BC-121: blocks of 6/12/24/16 layers, growth width/2 (32 at
+    # the standard width 64), transitions halve channels and side; ImageNet stem.
+    growth = max(1, width // 2)
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, width, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, 1),
+    ]
+    cin = width
+    for i, count in enumerate((6, 12, 24, 16)):
+        for _ in range(count):
+            layers.append(_DenseLayer(cin, growth))
+            cin += growth
+        if i < 3:
+            cout = cin // 2
+            layers += [
+                nn.BatchNorm2d(cin),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(cin, cout, 1, bias=False),
+                nn.AvgPool2d(2, 2, ceil_mode=True),
+            ]
+            cin = cout
+    return nn.Sequential(
+        *layers,
+        nn.BatchNorm2d(cin),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(cin, num_classes),
+    )
+
+
 _BUILDERS: dict[str, Callable[[int, int, int], nn.Module]] = {
     "resnet18": _resnet18,
     "preact_resnet18": _preact_resnet18,
     "vgg11": _vgg11,
     "cnn": _cnn,
+    "densenet121": _densenet121,
 }
 
 

@@ -17,6 +17,7 @@ from medcrypt.config import StrictModel
 from medcrypt.errors import ModelError
 from medcrypt.processing.models._device import resolve_device
 from medcrypt.processing.models._nets import Classifier, Normalisation
+from medcrypt.processing.models._views import random_views
 
 __all__ = [
     "BatchHook",
@@ -52,6 +53,16 @@ class TrainSettings(StrictModel):
     #: random translation by up to ``shift`` pixels (reflect padding); 0 = no augmentation.
     #: No flips: a horizontal flip would mirror a concat key's split.
     shift: int = Field(default=0, ge=0)
+    #: a thief's standard augmentation (see ``_views``): random horizontal flips, rotations
+    #: of up to ``rotate`` degrees, random resized crops of area share ``crop_scale``-1
+    #: (1 = no crop). All off by default (the crafting-side victims of earlier rounds).
+    flip: bool = False
+    rotate: float = Field(default=0.0, ge=0.0, le=180.0)
+    crop_scale: float = Field(default=1.0, gt=0.0, le=1.0)
+    #: mixup (Zhang et al. 2018) with Beta(mixup, mixup) weights; 0 = off
+    mixup: float = Field(default=0.0, ge=0.0)
+    #: ``cosine``: cosine annealing per epoch; ``onecycle``: one-cycle per step (peak ``lr``)
+    schedule: Literal["cosine", "onecycle"] = "cosine"
 
 
 class EpochRecord(StrictModel):
@@ -203,12 +214,19 @@ def train_model(
         opt = torch.optim.SGD(
             params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True
         )
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    gen = torch.Generator().manual_seed(seed)
-    loss_fn = nn.CrossEntropyLoss()
-    history: list[EpochRecord] = []
     n = x.shape[0]
     steps = math.ceil(n / cfg.batch_size)
+    sched: torch.optim.lr_scheduler.LRScheduler
+    if cfg.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=max(cfg.epochs * steps, 2)
+        )
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    gen = torch.Generator().manual_seed(seed)
+    mix_rng = np.random.default_rng(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    history: list[EpochRecord] = []
     devices = [torch.device(dev)] if dev.startswith("cuda") else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -220,19 +238,31 @@ def train_model(
                 idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
                 if idx.numel() < 2 and n >= 2:
                     continue  # a batch of one breaks batch norm; its sample reappears next epoch
-                xb = _shift(x[idx], cfg.shift, gen).to(dev)
+                xb = _shift(x[idx], cfg.shift, gen)
+                xb = random_views(
+                    xb, flip=cfg.flip, rotate=cfg.rotate, crop_scale=cfg.crop_scale, generator=gen
+                ).to(dev)
                 yb = y[idx].to(dev)
                 if batch_hook is not None:
                     xb = batch_hook(model, xb, yb)
                 opt.zero_grad(set_to_none=True)
-                logits = model(xb)
-                loss = loss_fn(logits, yb)
+                if cfg.mixup > 0:
+                    lam = float(mix_rng.beta(cfg.mixup, cfg.mixup))
+                    perm = torch.randperm(xb.shape[0], generator=gen).to(dev)
+                    logits = model(lam * xb + (1 - lam) * xb[perm])
+                    loss = lam * loss_fn(logits, yb) + (1 - lam) * loss_fn(logits, yb[perm])
+                else:
+                    logits = model(xb)
+                    loss = loss_fn(logits, yb)
                 loss.backward()
                 opt.step()
+                if cfg.schedule == "onecycle":
+                    sched.step()
                 total_loss += float(loss.detach()) * idx.numel()
                 correct += int((logits.detach().argmax(1) == yb).sum())
                 seen += idx.numel()
-            sched.step()
+            if cfg.schedule == "cosine":
+                sched.step()
             model.eval()
             val_acc = None
             if val_images is not None and val_labels is not None:

@@ -31,6 +31,7 @@ from medcrypt.errors import EncryptionKeyError
 from medcrypt.processing.protection._augment import augment, draw_augmentation
 from medcrypt.processing.protection._foreground import project
 from medcrypt.processing.protection._pgd import PGDOutput, frozen_eval, resolve_precision
+from medcrypt.processing.protection._robust import random_rho
 from medcrypt.processing.protection._settings import PGDSettings
 
 __all__ = ["craft_poison"]
@@ -66,6 +67,7 @@ def craft_poison(
     num_classes: int | None = None,
     seed: int = 0,
     start: torch.Tensor | None = None,
+    jitter: float = 0.0,
 ) -> PGDOutput:
     """Targeted crafting toward ``targets[i]`` for every row ``images[i]``.
 
@@ -82,6 +84,8 @@ def craft_poison(
         seed: seed of the random starts and augmentation draws (reproducible crafting).
         start: (N, C, H, W) perturbation the first restart starts from (default zero): the
             min-min loop of :mod:`._unlearnable` carries its noise over from round to round.
+        jitter: L2 radius of a random perturbation (on ``mask``) added to every step's view
+            (SEM-style robust noise, :mod:`._robust`); 0 = none (no random draw is made).
 
     Raises:
         EncryptionKeyError: a target is out of range.
@@ -165,6 +169,8 @@ def craft_poison(
             for _ in range(settings.iters):
                 delta.requires_grad_(True)
                 x = x0 + delta
+                if jitter > 0:
+                    x = (x + random_rho(x, jitter, m, gen)).clamp(0.0, 1.0)
                 draw = (
                     draw_augmentation(n, settings.augment, device=x.device, generator=gen)
                     if settings.augment > 0

@@ -39,6 +39,7 @@ from medcrypt.processing.models._nets import Classifier, build_model
 from medcrypt.processing.models._training import normalisation_of, predict
 from medcrypt.processing.protection._augment import augment, draw_augmentation
 from medcrypt.processing.protection._poison import craft_poison
+from medcrypt.processing.protection._robust import adversarial_rho, random_rho
 from medcrypt.processing.protection._settings import PGDSettings
 
 __all__ = [
@@ -73,6 +74,12 @@ class MinMinSettings(StrictModel):
         stop_accuracy: stop once the first surrogate classifies this share of the perturbed
             sample correctly (Huang et al.: 99%).
         max_rounds: stop after this many rounds in any case.
+        robust: robust error-minimizing noise (:mod:`._robust`): the surrogate trains, and
+            the noise minimises, at ``x + delta + rho`` with ``||rho||_2 = robust * eps`` on
+            the foreground; 0 = plain min-min (Huang et al.). REM and SEM use half the radius.
+        robust_steps: 0 = ``rho`` is one random draw (SEM); k > 0 = the surrogate trains at
+            ``rho`` found by k L2 ascent steps (REM's adversarial training; the noise steps
+            keep the random draw, REM's nested attack being too dear here).
     """
 
     archs: tuple[str, ...] = Field(default=("cnn",), min_length=1)
@@ -85,6 +92,8 @@ class MinMinSettings(StrictModel):
     weight_decay: float = Field(default=5e-4, ge=0.0)
     stop_accuracy: float = Field(default=0.99, gt=0.0, le=1.0)
     max_rounds: int = Field(default=15, ge=1)
+    robust: float = Field(default=0.0, ge=0.0, le=1.0)
+    robust_steps: int = Field(default=0, ge=0)
 
 
 @dataclass
@@ -132,11 +141,13 @@ def error_minimizing(
     iters: int | None = None,
     seed: int = 0,
     batch_size: int = 256,
+    jitter: float = 0.0,
 ) -> torch.Tensor:
     """Noise (N, C, H, W) that lowers every image's loss for its *own* label, in batches.
 
     ``craft_poison`` toward ``labels`` (the same code the Encryptor runs per case), one
-    restart, ``iters`` steps (default ``settings.iters``), from ``start`` (default zero).
+    restart, ``iters`` steps (default ``settings.iters``), from ``start`` (default zero),
+    ``jitter``: see ``craft_poison`` (robust noise).
     """
     cfg = settings.model_copy(update={"restarts": 1, **({"iters": iters} if iters else {})})
     out = torch.empty_like(images)
@@ -150,9 +161,29 @@ def error_minimizing(
             mask=None if mask is None else mask[sl],
             seed=seed + i,
             start=None if start is None else start[sl],
+            jitter=jitter,
         )
         out[sl] = res.images - images[sl]
     return out
+
+
+def _rho(
+    mm: MinMinSettings,
+    model: nn.Module,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    radius: float,
+    mask: torch.Tensor | None,
+    idx: torch.Tensor,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    m = None if mask is None else mask[idx]
+    if mm.robust_steps == 0:
+        return random_rho(xb, radius, m, gen)
+    model.eval()  # the attack sees the model as it predicts
+    rho = adversarial_rho([model], xb, yb, radius, m, steps=mm.robust_steps, generator=gen)
+    model.train()
+    return rho
 
 
 def craft_surrogate(
@@ -215,13 +246,17 @@ def craft_surrogate(
     strength = settings.augment if settings.augment > 0 else 1.0
     accuracy: list[float] = []
     loss_fn = nn.CrossEntropyLoss()
+    radius = mm.robust * settings.eps
     for rnd in range(1, mm.max_rounds + 1):
         for model, opt in zip(models, optims, strict=True):
             model.train()
             for _ in range(mm.train_steps):
                 idx = torch.randint(0, n, (min(mm.batch_size, n),), generator=gen).to(dev)
                 draw = draw_augmentation(idx.numel(), strength, device=dev, generator=gen)
-                xb = augment((x[idx] + delta[idx]).clamp(0.0, 1.0), draw)
+                xb = (x[idx] + delta[idx]).clamp(0.0, 1.0)
+                if mm.robust > 0:  # train at a (random or adversarial) point near the release
+                    xb = (xb + _rho(mm, model, xb, y[idx], radius, mask, idx, gen)).clamp(0, 1)
+                xb = augment(xb, draw)
                 opt.zero_grad(set_to_none=True)
                 loss_fn(model(xb), y[idx]).backward()
                 opt.step()
@@ -236,6 +271,7 @@ def craft_surrogate(
             iters=mm.noise_steps,
             seed=seed + 7919 * rnd,
             batch_size=max(mm.batch_size, 256),
+            jitter=radius,
         )
         pred = predict(models[0], (x + delta).clamp(0.0, 1.0))
         acc = float((torch.as_tensor(pred) == y.cpu()).double().mean())
