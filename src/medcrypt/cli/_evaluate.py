@@ -247,6 +247,7 @@ def evaluate_command(
     craft_width: int,
     rounds: int,
     linf_cap: str | None,
+    victims: str,
     seed: int,
     device: str,
     out_dir: Path,
@@ -309,7 +310,9 @@ def evaluate_command(
                 size=size,
                 test_fraction=test_fraction,
                 pgd_fields=fields if step is None else {**fields, "step": step},
-                options=UnlearnableOptions(sample, craft_arch, craft_width, rounds, linf_cap),
+                options=UnlearnableOptions(
+                    sample, craft_arch, craft_width, rounds, linf_cap, victims
+                ),
                 settings=settings,
                 device=device,
                 progress=progress,

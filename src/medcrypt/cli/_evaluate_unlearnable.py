@@ -34,6 +34,7 @@ class UnlearnableOptions:
     craft_width: int
     rounds: int
     linf_cap: str | None
+    victims: str = "thief"
 
 
 def unlearnable_options(fn: Any) -> Any:
@@ -67,6 +68,15 @@ def unlearnable_options(fn: Any) -> Any:
                 show_default=True,
                 type=click.IntRange(min=1),
                 help="Mode unlearnable: at most this many min-min rounds (as `craft --rounds`).",
+            ),
+            click.option(
+                "--victims",
+                type=click.Choice(["thief", "plain"]),
+                default="thief",
+                show_default=True,
+                help="Mode unlearnable: how the victims train. thief = as a data thief would "
+                "(AdamW one-cycle, batch 64, flips, rotations, resized crops, for --epochs); "
+                "plain = Adam at --lr and --batch-size with no augmentation.",
             ),
             click.option(
                 "--linf-cap",
@@ -177,6 +187,10 @@ def evaluate_unlearnable_command(
         fraction=test_fraction,
         seed=settings.seed,
     )
+    if options.victims == "thief":  # judged on the victims a thief trains (issue 23)
+        from medcrypt.processing.assessment import thief_settings
+
+        settings = settings.model_copy(update={"train": thief_settings(settings.train.epochs)})
     minmin = MinMinSettings(
         archs=(options.craft_arch,), width=options.craft_width, max_rounds=options.rounds
     )

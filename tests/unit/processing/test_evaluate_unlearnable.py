@@ -40,6 +40,11 @@ def test_evaluate_unlearnable_on_phantoms_and_on_a_slice_folder(tmp_path: Path) 
     for split in ("train_perceptual", "test_perceptual"):
         assert 0 < rep[split]["l2_max"] <= 0.5
         assert 0 < rep[split]["linf_max"] <= UNLEARNABLE_LINF_CAP + 1e-7
+    # judged on victims trained as a thief would (issue 23), and the page says so
+    train = rep["settings"]["train"]
+    assert train["flip"] and train["rotate"] == 10 and train["crop_scale"] == 0.8
+    md = (tmp_path / "p" / "protection_report.md").read_text()
+    assert train["schedule"] == "onecycle" and "augmented by flips" in md
     assert [r["arch"] for r in rep["results"]] == ["cnn", "resnet18"]
     for r in rep["results"]:
         assert len(r["history"]) == 2 and r["width"] == 4
@@ -56,7 +61,10 @@ def test_evaluate_unlearnable_on_phantoms_and_on_a_slice_folder(tmp_path: Path) 
         main, ["-q", "phantoms", "--out", str(folder), "--n-per-class", "8", "--size", "32"]
     )
     assert made.exit_code == 0, made.output
-    rep, _, _ = _run(["--data", str(folder), "--linf-cap", "12/255", "--out", str(tmp_path / "d")])
+    given = ["--data", str(folder), "--linf-cap", "12/255", "--victims", "plain"]
+    rep, _, _ = _run([*given, "--out", str(tmp_path / "d")])
+    md = (tmp_path / "d" / "protection_report.md").read_text()
+    assert not rep["settings"]["train"]["flip"] and "augmented by" not in md
     assert rep["dataset"] == str(folder)
     assert rep["n_train"] + rep["n_test"] == 40 and rep["n_test"] == 10
     assert rep["pgd"]["linf_cap"] == pytest.approx(12 / 255)

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         balanced_accuracy,
         fit_victim,
         score_predictions,
+        thief_settings,
         train_victim,
     )
 else:  # each name is imported from its module on first use (medcrypt/_lazy.py)
@@ -100,5 +101,6 @@ __all__ = [
     "phantom_protection_report",
     "phantom_setup",
     "score_predictions",
+    "thief_settings",
     "train_victim",
 ]

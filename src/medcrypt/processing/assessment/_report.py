@@ -162,6 +162,18 @@ class ProtectionReport(StrictModel):
                 return False
         return True
 
+    def _recipe_text(self) -> str:
+        """The victims' augmentation, where they had any (the thief's recipe, issue 23)."""
+        t = self.settings.train
+        views = [
+            *(["flips"] if t.flip else []),
+            *([f"rotations up to {t.rotate:g} deg"] if t.rotate > 0 else []),
+            *([f"crops of {t.crop_scale:g}-1 of the area"] if t.crop_scale < 1 else []),
+            *([f"mixup {t.mixup:g}"] if t.mixup > 0 else []),
+            *([f"shifts of {t.shift} px"] if t.shift > 0 else []),
+        ]
+        return f"augmented by {', '.join(views)}, {t.schedule} schedule; " if views else ""
+
     def verdict(self) -> tuple[bool, str]:
         """(passes, the bar it was judged by, in words), for the report's own mode.
 
@@ -210,7 +222,7 @@ class ProtectionReport(StrictModel):
             f"{self.base_arch}{base_width} "
             f"(test accuracy {pct(self.base_test_accuracy)}); "
             f"{self.settings.train.epochs} epochs, width {self.settings.width}, "
-            f"seed {self.settings.seed}; {self.seconds:.0f} s.",
+            f"{self._recipe_text()}seed {self.settings.seed}; {self.seconds:.0f} s.",
             "",
             "| Architecture | Clean test (final / peak) | Enc test (final / peak) "
             "| Orig test (final / peak) | Enc / clean |",
