@@ -26,7 +26,7 @@ _DIRECT = """
 import sys
 from pathlib import Path
 from medcrypt.study.web import prepare_server, run_server
-prepared = prepare_server(Path(sys.argv[1]))
+prepared = prepare_server(Path(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]))
 run_server(prepared.app, "127.0.0.1", int(sys.argv[2]))
 """
 
