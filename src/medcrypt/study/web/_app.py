@@ -74,6 +74,7 @@ SECURITY_HEADERS: dict[str, str] = {
 
 _STATIC = {
     "reader.js": "text/javascript; charset=utf-8",
+    "viewer.js": "text/javascript; charset=utf-8",
     "coordinator.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
