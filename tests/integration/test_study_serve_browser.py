@@ -26,7 +26,7 @@ from _study_server import StudyServer, study_links
 
 from medcrypt.study import load_key
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 READERS = ("alice", "bob", "carol")
 

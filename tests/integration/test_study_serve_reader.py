@@ -33,7 +33,7 @@ from _study_server import StudyServer, study_links
 
 from medcrypt.study import load_key
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 READERS = ("alice", "bob")
 WL_START = "Window 256 \u00b7 level 128"
