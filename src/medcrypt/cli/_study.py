@@ -241,12 +241,13 @@ def tally_cmd(study_dir: Path, key: Path | None, out: Path | None) -> None:
     Web sessions handed in through `study serve` are ingested first (as `study ingest` does).
     """
     from medcrypt.study import load_key, read_answers, tally, write_report
-    from medcrypt.study.web import ingest_web_answers
+    from medcrypt.study.web import ingest_web_answers, reopening_notes
 
     unblinding = load_key(_key_path(study_dir, key))
     _echo_ingest(ingest_web_answers(unblinding, study_dir))
     answers = read_answers(study_dir / "answers.jsonl", key=unblinding)
     report = tally(unblinding, answers)
+    report = report.model_copy(update={"notes": (*report.notes, *reopening_notes(study_dir))})
     paths = write_report(report, unblinding, answers, out or study_dir / "report")
     pooled = report.pooled
     same = pooled.same_diagnosis.value

@@ -199,6 +199,17 @@ def test_the_coordinator_reopens_a_handed_in_session_recorded(
         a.client.post("/api/reader/finish", headers=a.h("alice"), json={"session": 1}).status_code
         == 200
     )
+    # the tally's report names the reopening, like an early opening
+    for reader in a.key.config.readers:
+        if reader != "alice":
+            for iid in a.key.assignment(reader, 1).image_ids:
+                a.answer(reader, iid, a.key.images[iid].truth)
+            a.client.post("/api/reader/finish", headers=a.h(reader), json={"session": 1})
+    r = a.client.post("/api/coordinator/tally", headers=c, json={})
+    assert r.status_code == 200, r.text
+    assert "reopened by the coordinator" in r.json()["report_html"]
+    report_md = (made.study_dir / "report" / "report.md").read_text()
+    assert "session 1 of reader 'alice' was reopened by the coordinator" in report_md
 
 
 def test_a_foreign_host_or_origin_is_refused(app: App) -> None:

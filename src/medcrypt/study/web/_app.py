@@ -51,7 +51,7 @@ from medcrypt.study._report import render_html_body, write_report
 from medcrypt.study._tally import tally
 from medcrypt.study.web._guard import MAX_BODY, AllowedHosts, BodyLimit, HostGuard
 from medcrypt.study.web._requests import EmptyBody, Refusal, parse
-from medcrypt.study.web._sheets import ingest_web_answers
+from medcrypt.study.web._sheets import ingest_web_answers, reopening_notes
 from medcrypt.study.web._tokens import COORDINATOR, hash_token
 from medcrypt.study.web._views import StudyService
 
@@ -246,6 +246,8 @@ def create_app(
         try:
             answers = read_answers(service.study_dir / "answers.jsonl", key=service.key)
             report = tally(service.key, answers)
+            notes = (*report.notes, *reopening_notes(service.study_dir))
+            report = report.model_copy(update={"notes": notes})
             write_report(report, service.key, answers, service.study_dir / "report")
         except StudyError as exc:
             raise Refusal(409, f"the tally failed: {exc}") from None
