@@ -22,6 +22,7 @@ def make_phantom_study(
     size: int = 32,
     start: dt.date | None = None,
     washout_days: int = 21,
+    allow_revisions: bool = False,
 ) -> Path:
     """A counterbalanced study of ``5 * n_per_class`` phantom cases in ``root/study``."""
     images, labels = make_phantom_slices(n_per_class, size=size, seed=7)
@@ -46,6 +47,7 @@ def make_phantom_study(
             "washout_days": washout_days,
             "start_date": start or dt.datetime.now(dt.UTC).date(),
             "non_inferiority_margin": 0.1,
+            "allow_revisions": allow_revisions,
         }
     )
     cases = cases_from_folders(originals, protected, root / "labels.csv", config.classes)

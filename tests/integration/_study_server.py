@@ -3,7 +3,9 @@
 Started as a coordinator starts it (``python -m medcrypt study serve STUDY --port P``) with
 ``cli=True``; otherwise through the same two calls the command makes (``prepare_server``, then
 ``run_server``: uvicorn on 127.0.0.1) without the CLI's own start-up, which imports torch and
-takes 5-12 s on 2 busy cores. Waited for until it answers; stopped with SIGTERM or killed with
+takes 5-12 s on 2 busy cores. Waited for until it answers (up to 180 s: on 2 cores shared
+with other jobs importing the study package alone took 21-33 s, and 60 s was not always
+enough); stopped with SIGTERM or killed with
 SIGKILL. Output goes to a file beside the study; links are read from ``unblinding/links.txt``.
 """
 
@@ -26,7 +28,7 @@ _DIRECT = """
 import sys
 from pathlib import Path
 from medcrypt.study.web import prepare_server, run_server
-prepared = prepare_server(Path(sys.argv[1]))
+prepared = prepare_server(Path(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]))
 run_server(prepared.app, "127.0.0.1", int(sys.argv[2]))
 """
 
@@ -52,7 +54,7 @@ class StudyServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self, *args: str, cli: bool = False, timeout_s: float = 60.0) -> StudyServer:
+    def start(self, *args: str, cli: bool = False, timeout_s: float = 180.0) -> StudyServer:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env["OMP_NUM_THREADS"] = "1"
         if cli:

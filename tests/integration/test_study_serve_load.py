@@ -44,10 +44,13 @@ DEADLINE_S = 150.0
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """20 readers, 25 cases, both sessions open (started 40 days ago, washout 21)."""
+    """20 readers, 25 cases, both sessions open (started 40 days ago, washout 21); readers may
+    change answers (every pass answers each image again)."""
     root = tmp_path_factory.mktemp("load-template")
     start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=40)
-    return make_phantom_study(root, READERS, n_per_class=5, size=32, start=start)
+    return make_phantom_study(
+        root, READERS, n_per_class=5, size=32, start=start, allow_revisions=True
+    )
 
 
 def _copy(template: Path, tmp_path: Path) -> Path:

@@ -85,6 +85,14 @@ def study() -> None:
 @click.option(
     "--pdf/--no-pdf", "pdf", default=None, help="Also write packet.pdf (overrides config)."
 )
+@click.option(
+    "--allow-revisions/--no-revisions",
+    "allow_revisions",
+    default=None,
+    help="Whether readers may go back and change an answer before handing a session in "
+    "(default: no, as the printed instructions say; overrides config allow_revisions). "
+    "The packets' instructions, the web page and `study serve` all follow it.",
+)
 def create(
     config: Path,
     out: Path,
@@ -101,6 +109,7 @@ def create(
     washout_days: int | None,
     start_date: dt.datetime | None,
     pdf: bool | None,
+    allow_revisions: bool | None,
 ) -> None:
     """Create packets and answer sheets in OUT from CONFIG (YAML StudyConfig)."""
     from medcrypt.study import StudyConfig, cases_from_archive, cases_from_folders, create_study
@@ -113,6 +122,7 @@ def create(
         "washout_days": washout_days,
         "start_date": start_date.date() if start_date else None,
         "pdf_packets": pdf,
+        "allow_revisions": allow_revisions,
     }
     cfg = load_config(config, StudyConfig, overrides=overrides)
     if archive is not None and (originals or protected):
@@ -133,6 +143,11 @@ def create(
     click.echo(f"hand out only: {made.packets_dir}")
     click.echo(f"unblinding key (keep private, mode 0600): {made.key_path}")
     click.echo(f"session 2 not before: {made.session_dates[2].isoformat()}")
+    click.echo(
+        "readers may go back and change answers"
+        if cfg.allow_revisions
+        else "readers may not go back or change an answer (--allow-revisions to allow it)"
+    )
     if made.blinding is not None:
         click.echo(made.blinding.summary(), err=made.blinding.separable)
         click.echo(f"blinding figures for the ethics file: {out / 'README.md'}")
@@ -226,12 +241,13 @@ def tally_cmd(study_dir: Path, key: Path | None, out: Path | None) -> None:
     Web sessions handed in through `study serve` are ingested first (as `study ingest` does).
     """
     from medcrypt.study import load_key, read_answers, tally, write_report
-    from medcrypt.study.web import ingest_web_answers
+    from medcrypt.study.web import ingest_web_answers, reopening_notes
 
     unblinding = load_key(_key_path(study_dir, key))
     _echo_ingest(ingest_web_answers(unblinding, study_dir))
     answers = read_answers(study_dir / "answers.jsonl", key=unblinding)
     report = tally(unblinding, answers)
+    report = report.model_copy(update={"notes": (*report.notes, *reopening_notes(study_dir))})
     paths = write_report(report, unblinding, answers, out or study_dir / "report")
     pooled = report.pooled
     same = pooled.same_diagnosis.value
@@ -260,28 +276,67 @@ def tally_cmd(study_dir: Path, key: Path | None, out: Path | None) -> None:
     is_flag=True,
     help="Mint new links for every reader and the coordinator; the old ones stop working.",
 )
-def serve(study_dir: Path, host: str, port: int, key: Path | None, reissue_links: bool) -> None:
+@click.option(
+    "--show-links",
+    is_flag=True,
+    help="Print the links again (they are printed only when issued; they are kept in "
+    "STUDY_DIR/unblinding/links.txt).",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME[:PORT]",
+    help="Also answer requests for this host name (a reverse proxy's public name); "
+    "repeatable. Any other Host header is refused (DNS rebinding).",
+)
+def serve(
+    study_dir: Path,
+    host: str,
+    port: int,
+    key: Path | None,
+    reissue_links: bool,
+    show_links: bool,
+    allowed_hosts: tuple[str, ...],
+) -> None:
     """Serve the study to readers in their browsers, and its progress to the coordinator.
 
-    Prints one link per reader and the coordinator's link (also kept, owner-only, in
-    STUDY_DIR/unblinding/links.txt); answers go to STUDY_DIR/answers.sqlite on every click.
-    Only 127.0.0.1 by default: for other machines put a TLS reverse proxy in front.
+    Prints one link per reader and the coordinator's link when they are issued (first start,
+    --reissue-links); later starts print only where they are kept, owner-only
+    (STUDY_DIR/unblinding/links.txt), unless --show-links. Answers go to
+    STUDY_DIR/answers.sqlite on every click. Only requests naming HOST:PORT (or an
+    --allowed-host) are answered. Only 127.0.0.1 by default: for other machines put a TLS
+    reverse proxy in front.
     """
     from medcrypt.study.web import is_loopback, prepare_server, run_server
 
-    prepared = prepare_server(study_dir, key_path=key, reissue_links=reissue_links)
+    prepared = prepare_server(
+        study_dir,
+        host=host,
+        port=port,
+        allowed_hosts=allowed_hosts,
+        key_path=key,
+        reissue_links=reissue_links,
+    )
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
     if prepared.issued:
         click.echo(f"new links issued (kept, owner-only, in {prepared.links_file}):")
-    for line in prepared.links.lines(base):
-        click.echo(line)
+    if prepared.issued or show_links:
+        for line in prepared.links.lines(base):
+            click.echo(line)
+    else:
+        n = len(prepared.links.readers)
+        click.echo(
+            f"links of {n} reader(s) and the coordinator are kept, owner-only, in "
+            f"{prepared.links_file}; `--show-links` prints them"
+        )
     click.echo(f"answers are saved in {prepared.db}; stop with Ctrl-C")
     if not is_loopback(host):
         click.echo(
             f"warning: listening on {host}, not only this machine: links and answers travel "
-            "unencrypted. Put a TLS reverse proxy in front (README: 'Serving the study') and "
-            "give readers its https:// address instead of these.",
+            "unencrypted. Put a TLS reverse proxy in front (README: 'Serving the study'), "
+            "name it with --allowed-host, and give readers its https:// address instead.",
             err=True,
         )
     run_server(prepared.app, host, port)

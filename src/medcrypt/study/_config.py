@@ -10,6 +10,7 @@ Load it from YAML with :func:`medcrypt.config.load_config`::
     washout_days: 28
     start_date: 2026-12-01
     non_inferiority_margin: 0.05
+    allow_revisions: false      # readers may not go back (the default)
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class StudyConfig(StrictModel):
     pdf_packets: bool = False
     #: two-sided significance level for every confidence interval (CI level 1 - alpha).
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    #: whether a reader may go back and change an answer before handing the session in.
+    #: ``False`` (the default, and what every study created before this setting existed
+    #: printed): "Do not ... go back"; the web app then refuses a second answer to an image.
+    allow_revisions: bool = False
 
     @field_validator("classes", "readers")
     @classmethod

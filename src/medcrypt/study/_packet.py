@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from medcrypt.study._config import StudyConfig
 from medcrypt.study._key import SessionAssignment
 
-__all__ = ["SHEET_COLUMNS", "instructions_html", "packet_html", "sheet_csv", "sheet_name"]
+__all__ = [
+    "SHEET_COLUMNS",
+    "instructions_html",
+    "order_rule",
+    "packet_html",
+    "sheet_csv",
+    "sheet_name",
+]
 
 #: the columns of every answer sheet, in order.
 SHEET_COLUMNS = ("reader", "session", "position", "image_id", "diagnosis")
@@ -20,6 +27,20 @@ SHEET_COLUMNS = ("reader", "session", "position", "image_id", "diagnosis")
 def sheet_name(reader: str, session: int) -> str:
     """File name of a reader's answer sheet for one session."""
     return f"answers_{reader}_session-{session}.csv"
+
+
+def order_rule(config: StudyConfig) -> str:
+    """The instruction on order and going back, as the study's ``allow_revisions`` says."""
+    if config.allow_revisions:
+        return (
+            "Diagnose each image on its own, in the order shown. Do not compare images or "
+            "discuss them with other readers. You may go back and change an answer until you "
+            "hand the session in."
+        )
+    return (
+        "Diagnose each image on its own, in the order shown. Do not compare images, go "
+        "back, or discuss them with other readers."
+    )
 
 
 def instructions_html(
@@ -60,8 +81,7 @@ def instructions_html(
         f"<li>This packet holds {len(a.image_ids)} brain MRI slices, "
         + ("shown one at a time" if web else "one per page section")
         + ", each labelled with an image ID.</li>"
-        "<li>Diagnose each image on its own, in the order shown. Do not compare images, go "
-        "back, or discuss them with other readers.</li>"
+        f"<li>{e(order_rule(config))}</li>"
         + (
             "<li>For every image, click exactly one diagnosis (or press its number key), "
             "one of:</li>"

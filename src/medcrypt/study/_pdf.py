@@ -21,6 +21,7 @@ import numpy as np
 
 from medcrypt.study._config import StudyConfig
 from medcrypt.study._key import SessionAssignment
+from medcrypt.study._packet import order_rule
 
 __all__ = ["packet_pdf"]
 
@@ -54,8 +55,7 @@ def _instruction_lines(
         "Instructions",
         f"1. This packet holds {len(a.image_ids)} brain MRI slices, one per page, each "
         "labelled with an image ID.",
-        "2. Diagnose each image on its own, in the order shown. Do not compare images, go "
-        "back, or discuss them with other readers.",
+        "2. " + order_rule(config),
         "3. For every image, write exactly one diagnosis in the 'diagnosis' column of the "
         "answer sheet, on the row with the same image ID, spelled exactly as one of:",
         *[f"      {c}" for c in config.classes],

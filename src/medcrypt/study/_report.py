@@ -26,7 +26,14 @@ from medcrypt.study._key import UnblindingKey
 from medcrypt.study._log import AnswerRecord
 from medcrypt.study._tally import FIGURE6_SPLIT, PAPER_FIGURE6, PairedSummary, Stat, TallyReport
 
-__all__ = ["draw_figure6", "format_p", "imrmc_files", "render_markdown", "write_report"]
+__all__ = [
+    "draw_figure6",
+    "format_p",
+    "imrmc_files",
+    "render_html_body",
+    "render_markdown",
+    "write_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -255,19 +262,16 @@ def render_markdown(report: TallyReport) -> str:
     return "\n".join(lines)
 
 
-def _render_html(report: TallyReport) -> str:
+def render_html_body(report: TallyReport, *, chart_src: str = "figure6.png") -> str:
+    """The tally as an HTML fragment (headings, the chart, tables; no ``<style>``), every
+    value escaped: ``report.html``'s body, and what the coordinator's web page shows."""
     e = html.escape
     parts = [
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(report.study)}: tally</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
-        "margin-bottom:1em}td,th{border:1px solid #999;padding:.2em .5em;text-align:left}"
-        "img{max-width:100%}</style></head><body>",
         f"<h1>Reader study {e(report.study)}: tally</h1>",
         f"<p>Design <code>{e(report.design)}</code>, {report.n_cases} cases, "
         f"{report.n_answers} answers, CIs at {100 * (1 - report.alpha):g}%, "
         f"non-inferiority margin {report.non_inferiority_margin:g}.</p>",
-        '<img src="figure6.png" alt="Figure 6-style chart">',
+        f'<img src="{e(chart_src)}" alt="Figure 6-style chart">',
     ]
     if report.notes:
         parts.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in report.notes) + "</ul>")
@@ -275,8 +279,18 @@ def _render_html(report: TallyReport) -> str:
         parts.append(f"<h{depth}>{e(title)}</h{depth}>")
         for block in blocks:
             parts.append(f"<p>{e(block)}</p>" if isinstance(block, str) else _html_table(block))
-    parts.append("</body></html>\n")
     return "".join(parts)
+
+
+def _render_html(report: TallyReport) -> str:
+    e = html.escape
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{e(report.study)}: tally</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+        "margin-bottom:1em}td,th{border:1px solid #999;padding:.2em .5em;text-align:left}"
+        "img{max-width:100%}</style></head><body>" + render_html_body(report) + "</body></html>\n"
+    )
 
 
 def write_report(

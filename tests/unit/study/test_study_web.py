@@ -22,6 +22,7 @@ from medcrypt.cli import main
 from medcrypt.errors import StudyError
 from medcrypt.study import load_key, read_answers, tally
 from medcrypt.study.web import (
+    AllowedHosts,
     AnswerStore,
     StudyService,
     create_app,
@@ -41,6 +42,7 @@ pytestmark = [
 ]
 
 URL = "http://127.0.0.1:8765"
+ALLOWED = AllowedHosts("127.0.0.1", 8765)
 
 
 class Served:
@@ -52,7 +54,7 @@ class Served:
         self.store.init()
         self.links = issue_links(study, self.store, self.key.config.readers)
         self.service = StudyService(study, self.key, self.store, clock=lambda: self.now)
-        self.client = TestClient(create_app(self.service), base_url=URL)
+        self.client = TestClient(create_app(self.service, allowed=ALLOWED), base_url=URL)
         self.n = 0
 
     def h(self, who: str) -> dict[str, str]:
@@ -83,7 +85,14 @@ def served(make_study: Callable[..., Any], helpers: Any) -> Iterator[Served]:
     yield Served(made.study_dir, helpers.start)
 
 
-def test_reader_session_resume_finish_and_washout(served: Served) -> None:
+@pytest.fixture
+def revisable(make_study: Callable[..., Any], helpers: Any) -> Iterator[Served]:
+    made, _cfg = make_study(allow_revisions=True)
+    yield Served(made.study_dir, helpers.start)
+
+
+def test_reader_session_resume_finish_and_washout(revisable: Served) -> None:
+    served = revisable
     c, key = served.client, served.key
     order = key.assignment("alice", 1).image_ids
     state = c.get("/api/reader", headers=served.h("alice")).json()
@@ -166,7 +175,7 @@ def test_early_opening_is_recorded_like_allow_early(served: Served) -> None:
     # ingesting again is a no-op; the tally button reports the figures
     again = c.post("/api/coordinator/tally", headers=served.h("coordinator"), json={})
     assert again.status_code == 200 and len(again.json()["ingest"]["skipped"]) == 2
-    assert "opened early by the coordinator" in again.json()["report_markdown"]
+    assert "opened early by the coordinator" in again.json()["report_html"]
     assert (served.study / "report" / "report.json").is_file()
 
 
@@ -217,7 +226,7 @@ def test_a_locked_database_gives_503_and_the_click_is_saved_on_retry(
         blocker.close()
     assert r.status_code == 503
     assert r.json()["reason"] == "locked"
-    assert "busy" in r.json()["error"] and "kept in this page" in r.json()["error"]
+    assert "busy" in r.json()["error"] and "kept in this browser" in r.json()["error"]
     r = served.answer("carol", iid, diagnosis, aid="locked-click-000001")
     assert r.status_code == 200 and r.json()["new"] is True
     assert len(served.store.answers("carol")) == 1
@@ -253,7 +262,7 @@ def test_tokens_are_stored_hashed_and_reissuing_revokes_the_old_links(served: Se
     assert load_links(served.study, served.store) == served.links
     old = served.h("alice")
     new = issue_links(served.study, served.store, served.key.config.readers)
-    client = TestClient(create_app(served.service), base_url=URL)
+    client = TestClient(create_app(served.service, allowed=ALLOWED), base_url=URL)
     assert client.get("/api/reader", headers=old).status_code == 401
     fresh = {"Authorization": f"Bearer {new.readers['alice']}"}
     assert client.get("/api/reader", headers=fresh).status_code == 200
@@ -262,7 +271,7 @@ def test_tokens_are_stored_hashed_and_reissuing_revokes_the_old_links(served: Se
         load_links(served.study, served.store)
 
 
-def test_cli_serve_prints_the_links_and_warns_off_loopback(
+def test_cli_serve_prints_the_links_once_and_warns_off_loopback(
     make_study: Callable[..., Any], monkeypatch: Any
 ) -> None:
     made, _ = make_study()
@@ -278,14 +287,23 @@ def test_cli_serve_prints_the_links_and_warns_off_loopback(
     links = [ln for ln in lines if ln.startswith(("reader ", "coordinator: "))]
     assert len(links) == 4 and all("http://127.0.0.1:9001/" in ln for ln in links)
     assert "warning" not in first.output
+    data = json.loads((made.study_dir / "unblinding" / "links.txt").read_text())
+    tokens = [*data["readers"].values(), data["coordinator"]]
+    # a later start prints where the links are, never a token (its output may be logged)
     again = runner.invoke(main, ["study", "serve", str(made.study_dir), "--host", "0.0.0.0"])
     assert again.exit_code == 0, again.output
     assert "new links issued" not in again.stdout
-    same = [ln.replace(":9001", ":8765") for ln in links]
-    assert [ln.replace("0.0.0.0", "127.0.0.1") for ln in again.stdout.splitlines()[:4]] == same
+    assert not any(t in again.output for t in tokens)
+    assert "unblinding/links.txt" in again.stdout and "--show-links" in again.stdout
     assert "Put a TLS reverse proxy in front" in again.stderr
-    assert ran == [("127.0.0.1", 9001), ("0.0.0.0", 8765)]
-    data = json.loads((made.study_dir / "unblinding" / "links.txt").read_text())
+    assert "--allowed-host" in again.stderr
+    # ... unless asked to
+    shown = runner.invoke(main, ["study", "serve", str(made.study_dir), "--show-links"])
+    assert shown.exit_code == 0, shown.output
+    assert [ln for ln in shown.stdout.splitlines() if ln.startswith(("reader ", "coord"))] == [
+        ln.replace(":9001", ":8765") for ln in links
+    ]
+    assert ran == [("127.0.0.1", 9001), ("0.0.0.0", 8765), ("127.0.0.1", 8765)]
     assert set(data["readers"]) == {"alice", "bob", "carol"}
     prepared = prepare_server(made.study_dir, reissue_links=True)
     assert prepared.issued and prepared.links.readers != data["readers"]

@@ -11,16 +11,20 @@ so a study can mix web and paper answers. Never imports torch.
 from __future__ import annotations
 
 from medcrypt.study.web._app import SECURITY_HEADERS, create_app
+from medcrypt.study.web._guard import MAX_BODY, AllowedHosts
+from medcrypt.study.web._requests import Refusal
 from medcrypt.study.web._serve import PreparedServer, is_loopback, prepare_server, run_server
-from medcrypt.study.web._sheets import ingest_web_answers, web_sheets
+from medcrypt.study.web._sheets import ingest_web_answers, reopening_notes, web_sheets
 from medcrypt.study.web._store import DB_NAME, AnswerStore, StoredAnswer
 from medcrypt.study.web._tokens import Links, hash_token, issue_links, load_links
-from medcrypt.study.web._views import APP_VERSION, Refusal, StudyService
+from medcrypt.study.web._views import APP_VERSION, StudyService
 
 __all__ = [
     "APP_VERSION",
     "DB_NAME",
+    "MAX_BODY",
     "SECURITY_HEADERS",
+    "AllowedHosts",
     "AnswerStore",
     "Links",
     "PreparedServer",
@@ -34,6 +38,7 @@ __all__ = [
     "issue_links",
     "load_links",
     "prepare_server",
+    "reopening_notes",
     "run_server",
     "web_sheets",
 ]

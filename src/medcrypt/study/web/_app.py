@@ -12,15 +12,21 @@ Routes (everything under ``/api`` needs ``Authorization: Bearer TOKEN``)::
     GET  /api/coordinator         progress, early / late sessions, blinding check
     POST /api/coordinator/open-early  {reader}: open session 2 before its date (recorded)
     POST /api/coordinator/ingest  finished web sessions into answers.jsonl
-    POST /api/coordinator/tally   ingest, then tally and write STUDY/report/
+    POST /api/coordinator/reopen  {reader, session}: open a handed-in session again (recorded)
+    POST /api/coordinator/tally   ingest, then tally and write STUDY/report/; the reply holds
+                                  the report as escaped HTML
+    GET  /api/coordinator/report/figure6.png   the chart of the last tally
 
 A request without a valid token gets 401, a valid token of the wrong role 403; neither says
 more. Nothing maps a URL to a file path: images are looked up by ID in the reader's own
 packet (and the resolved path checked to lie inside it), static files by name in a fixed
 table; ``study.json``, the unblinding key, the links file and other readers' answers have no
-route. POSTs need the bearer header (browsers never add it on their own, unlike cookies), a
-JSON body, and an ``Origin`` (when sent) equal to the server's own. Every reply carries a
-``Content-Security-Policy`` that lets the pages load nothing from elsewhere.
+route. Before routing, :mod:`._guard` refuses a ``Host`` that is not the server's own (400,
+DNS rebinding) and a body over 16 KiB (413, before reading it). POSTs need the bearer header
+(browsers never add it on their own, unlike cookies), a JSON body that fits its strict model
+(:mod:`._requests`), and an ``Origin`` (when sent) naming one of the server's own hosts.
+Every reply carries a ``Content-Security-Policy`` that lets the pages load nothing from
+elsewhere.
 """
 
 from __future__ import annotations
@@ -41,11 +47,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medcrypt.errors import AnswerSheetError, AnswerStoreError, StudyError
 from medcrypt.study._log import read_answers
-from medcrypt.study._report import render_markdown, write_report
+from medcrypt.study._report import render_html_body, write_report
 from medcrypt.study._tally import tally
-from medcrypt.study.web._sheets import ingest_web_answers
+from medcrypt.study.web._guard import MAX_BODY, AllowedHosts, BodyLimit, HostGuard
+from medcrypt.study.web._requests import EmptyBody, Refusal, parse
+from medcrypt.study.web._sheets import ingest_web_answers, reopening_notes
 from medcrypt.study.web._tokens import COORDINATOR, hash_token
-from medcrypt.study.web._views import Refusal, StudyService
+from medcrypt.study.web._views import StudyService
 
 __all__ = ["SECURITY_HEADERS", "create_app"]
 
@@ -66,12 +74,13 @@ SECURITY_HEADERS: dict[str, str] = {
 
 _STATIC = {
     "reader.js": "text/javascript; charset=utf-8",
+    "viewer.js": "text/javascript; charset=utf-8",
     "coordinator.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
 _PAGES = {"reader": "reader.html", "coordinator": "coordinator.html"}
-_MAX_BODY = 16_384
+_CHART = "/api/coordinator/report/figure6.png"
 
 
 class _Headers:
@@ -109,9 +118,11 @@ def _static_text(name: str) -> bytes:
 def create_app(
     service: StudyService,
     *,
+    allowed: AllowedHosts,
     tokens: dict[str, tuple[str, str | None]] | None = None,
 ) -> Starlette:
-    """The ASGI app for one study; ``tokens`` (hash -> role, reader) default to the store's."""
+    """The ASGI app for one study, answering only to the ``allowed`` hosts; ``tokens``
+    (hash -> role, reader) default to the store's."""
     valid = dict(tokens if tokens is not None else service.store.tokens())
     static = {name: _static_text(name) for name in _STATIC}
     pages = {name: _static_text(file) for name, file in _PAGES.items()}
@@ -129,10 +140,8 @@ def create_app(
 
     def same_origin(request: Request) -> bool:
         origin = request.headers.get("origin")
-        if origin is not None:
-            host = request.headers.get("host", "")
-            if origin not in (f"http://{host}", f"https://{host}"):
-                return False
+        if origin is not None and not allowed.origin_ok(origin):
+            return False
         site = request.headers.get("sec-fetch-site")
         return site in (None, "same-origin", "none")
 
@@ -156,19 +165,21 @@ def create_app(
                 return _error(exc.http_status, exc.message, **exc.extra)
             except AnswerStoreError as exc:
                 logger.warning("answer database: %s", exc)
+                detail = exc.message.split(";")[0]
                 return _error(
                     503,
-                    f"Not saved: {exc.message.split(';')[0]}. Your answer is kept in this page "
-                    "and sent again automatically.",
+                    f"Not saved: {detail}. Your answer is kept in this browser and sent again "
+                    "automatically.",
                     reason=exc.reason,
+                    detail=detail,
                 )
 
         return endpoint
 
     async def body(request: Request) -> Any:
-        raw = await request.body()
-        if len(raw) > _MAX_BODY:
-            raise Refusal(413, f"expected a body under {_MAX_BODY} bytes")
+        raw = await request.body()  # BodyLimit has refused anything longer already
+        if len(raw) > MAX_BODY:
+            raise Refusal(413, f"expected a body of at most {MAX_BODY} bytes")
         try:
             return json.loads(raw or b"{}")
         except ValueError:
@@ -220,22 +231,34 @@ def create_app(
             "skipped": list(result.skipped),
         }
 
+    async def reopen(request: Request, _: str | None) -> Response:
+        data = await body(request)
+        return JSONResponse(await run_in_threadpool(service.reopen, data))
+
+    async def chart(request: Request, _: str | None) -> Response:
+        path = service.study_dir / "report" / "figure6.png"
+        if not path.is_file():
+            return _error(404, "no tally yet: run the tally first")
+        return FileResponse(path, media_type="image/png")
+
     def _tally() -> dict[str, Any]:
         ingested = _ingest()
         try:
             answers = read_answers(service.study_dir / "answers.jsonl", key=service.key)
             report = tally(service.key, answers)
+            notes = (*report.notes, *reopening_notes(service.study_dir))
+            report = report.model_copy(update={"notes": notes})
             write_report(report, service.key, answers, service.study_dir / "report")
         except StudyError as exc:
             raise Refusal(409, f"the tally failed: {exc}") from None
-        return {"ingest": ingested, "report_markdown": render_markdown(report)}
+        return {"ingest": ingested, "report_html": render_html_body(report, chart_src=_CHART)}
 
     async def ingest(request: Request, _: str | None) -> Response:
-        await body(request)
+        parse(EmptyBody, await body(request))
         return JSONResponse(await run_in_threadpool(_ingest))
 
     async def run_tally(request: Request, _: str | None) -> Response:
-        await body(request)
+        parse(EmptyBody, await body(request))
         return JSONResponse(await run_in_threadpool(_tally))
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -255,11 +278,15 @@ def create_app(
         Route("/api/coordinator", guarded(COORDINATOR, coordinator_state)),
         Route("/api/coordinator/open-early", guarded(COORDINATOR, open_early), methods=["POST"]),
         Route("/api/coordinator/ingest", guarded(COORDINATOR, ingest), methods=["POST"]),
+        Route("/api/coordinator/reopen", guarded(COORDINATOR, reopen), methods=["POST"]),
         Route("/api/coordinator/tally", guarded(COORDINATOR, run_tally), methods=["POST"]),
+        Route(_CHART, guarded(COORDINATOR, chart)),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={404: not_found, 405: not_allowed},
     )
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(HostGuard, allowed=allowed)
     app.add_middleware(_Headers)
     return app

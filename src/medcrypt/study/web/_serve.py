@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 
 from medcrypt.study._key import load_key
 from medcrypt.study.web._app import create_app
+from medcrypt.study.web._guard import AllowedHosts, is_loopback
 from medcrypt.study.web._store import DB_NAME, AnswerStore
 from medcrypt.study.web._tokens import Links, issue_links, links_path, load_links
 from medcrypt.study.web._views import StudyService
@@ -29,21 +30,20 @@ class PreparedServer:
     db: Path
 
 
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``: only this machine can connect."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def prepare_server(
-    study_dir: Path, *, key_path: Path | None = None, reissue_links: bool = False
+    study_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    allowed_hosts: Sequence[str] = (),
+    key_path: Path | None = None,
+    reissue_links: bool = False,
 ) -> PreparedServer:
     """Open ``STUDY/answers.sqlite`` (created on first use), make sure it can be written, and
     mint tokens on the first start or with ``reissue_links``.
+
+    The app answers only requests whose ``Host`` is ``host:port`` (for a loopback ``host``
+    also ``localhost`` and ``127.0.0.1`` on that port) or one of ``allowed_hosts``.
 
     Raises:
         AnswerStoreError: the database cannot be written (read-only, locked, disk full).
@@ -57,7 +57,8 @@ def prepare_server(
     issued = links is None
     if links is None:
         links = issue_links(study_dir, store, key.config.readers)
-    app = create_app(StudyService(study_dir, key, store))
+    allowed = AllowedHosts(host, port, allowed_hosts)
+    app = create_app(StudyService(study_dir, key, store), allowed=allowed)
     return PreparedServer(app, links, issued, links_path(study_dir), store.path)
 
 

@@ -17,7 +17,7 @@ from medcrypt.study._key import UnblindingKey
 from medcrypt.study._packet import sheet_csv, sheet_name
 from medcrypt.study.web._store import DB_NAME, AnswerStore
 
-__all__ = ["ingest_web_answers", "web_sheets"]
+__all__ = ["ingest_web_answers", "reopening_notes", "web_sheets"]
 
 
 def web_sheets(key: UnblindingKey, store: AnswerStore) -> list[SheetInput]:
@@ -58,3 +58,15 @@ def ingest_web_answers(
     if not sheets:
         return IngestResult(stored={}, skipped=())
     return ingest_sheets(key, sheets, Path(study_dir) / "answers.jsonl", now=now)
+
+
+def reopening_notes(study_dir: Path) -> list[str]:
+    """One report note per web session the coordinator reopened after it was handed in."""
+    db = Path(study_dir) / DB_NAME
+    if not db.exists():
+        return []
+    return [
+        f"web session {session} of reader {reader!r} was reopened by the coordinator after "
+        f"it was handed in ({', '.join(w.strftime('%Y-%m-%d %H:%M UTC') for w in when)})"
+        for (reader, session), when in sorted(AnswerStore(db).reopenings().items())
+    ]

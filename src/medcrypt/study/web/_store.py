@@ -8,6 +8,9 @@ Tables::
     early_openings(reader, session, opened_at, days_early)
                                              session 2 opened by the coordinator before its
                                              not-before date (recorded like --allow-early)
+    reopenings(reader, session, reopened_at, finished_at)
+                                             a handed-in session the coordinator opened
+                                             again (recorded, like an early opening)
     tokens(token_sha256, role, reader, issued_at)
                                              SHA-256 of each access token, never the token
 
@@ -65,6 +68,12 @@ CREATE TABLE IF NOT EXISTS early_openings (
     opened_at TEXT NOT NULL,
     days_early INTEGER NOT NULL,
     PRIMARY KEY (reader, session)
+);
+CREATE TABLE IF NOT EXISTS reopenings (
+    reader TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    reopened_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tokens (
     token_sha256 TEXT PRIMARY KEY,
@@ -290,6 +299,35 @@ class AnswerStore:
         return {
             (str(r), int(s)): (dt.datetime.fromisoformat(str(w)), int(d)) for r, s, w, d in rows
         }
+
+    def reopen(self, reader: str, session: int, when: dt.datetime) -> dt.datetime | None:
+        """Open a handed-in session again and record it; its old hand-in time, or None when it
+        was not handed in."""
+        with self._db() as conn:
+            row = conn.execute(
+                "SELECT finished_at FROM finished WHERE reader = ? AND session = ?",
+                (reader, session),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM finished WHERE reader = ? AND session = ?", (reader, session))
+            conn.execute(
+                "INSERT INTO reopenings (reader, session, reopened_at, finished_at) "
+                "VALUES (?, ?, ?, ?)",
+                (reader, session, when.isoformat(), str(row[0])),
+            )
+        return dt.datetime.fromisoformat(str(row[0]))
+
+    def reopenings(self) -> dict[tuple[str, int], list[dt.datetime]]:
+        """(reader, session) -> when the coordinator reopened it, oldest first."""
+        with self._db() as conn:
+            rows = conn.execute(
+                "SELECT reader, session, reopened_at FROM reopenings ORDER BY rowid"
+            ).fetchall()
+        out: dict[tuple[str, int], list[dt.datetime]] = {}
+        for r, s, w in rows:
+            out.setdefault((str(r), int(s)), []).append(dt.datetime.fromisoformat(str(w)))
+        return out
 
     # -- tokens ----------------------------------------------------------------------------
 

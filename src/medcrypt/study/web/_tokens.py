@@ -3,7 +3,8 @@
 A token is ``secrets.token_urlsafe(32)`` (256 bits). The database keeps only its SHA-256; the
 tokens themselves exist in one place, the owner-only file ``STUDY/unblinding/links.txt``
 (mode 0600 inside the 0700 folder that holds the unblinding key, which the app never serves),
-so that ``medcrypt study serve`` can print the links again on every start. Losing the file
+so that ``medcrypt study serve --show-links`` can print them again (a plain start prints them
+only when it issues them, and otherwise only this file's path). Losing the file
 means minting new tokens (``--reissue-links``), which makes every old link stop working.
 
 Links carry the token in the URL *fragment* (``http://host:port/#TOKEN``): browsers never

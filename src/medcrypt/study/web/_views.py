@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,23 +21,20 @@ from medcrypt.study._key import SessionAssignment, UnblindingKey
 from medcrypt.study._log import AnswerRecord
 from medcrypt.study._packet import instructions_html
 from medcrypt.study._washout import days_early, session_timings
+from medcrypt.study.web._requests import (
+    AnswerBody,
+    FinishBody,
+    ReaderBody,
+    Refusal,
+    ReopenBody,
+    parse,
+)
 from medcrypt.study.web._store import AnswerStore
 
 __all__ = ["APP_VERSION", "Refusal", "StudyService"]
 
 #: recorded with every answer
 APP_VERSION = f"medcrypt {__version__} study-web/1"
-_ANSWER_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-
-
-class Refusal(Exception):
-    """A request the app refuses: ``http_status`` and a message for the person."""
-
-    def __init__(self, http_status: int, message: str, **extra: Any) -> None:
-        self.http_status = http_status
-        self.message = message
-        self.extra = extra
-        super().__init__(message)
 
 
 class StudyService:
@@ -120,6 +116,7 @@ class StudyService:
             "images": order,
             "answers": latest,
             "classes": list(self.classes),
+            "allow_revisions": self.key.config.allow_revisions,
             "resume_at": resume,
             "not_before": self.key.session_dates[a.session].isoformat(),
             "instructions_html": instructions_html(
@@ -139,24 +136,38 @@ class StudyService:
         return path
 
     def answer(self, reader: str, body: Any) -> dict[str, Any]:
-        """Store one click; the reply says how many images of the session have an answer."""
-        if not isinstance(body, dict):
-            raise Refusal(422, "expected a JSON object {answer_id, image_id, diagnosis}")
-        answer_id, iid, diagnosis = (body.get(k) for k in ("answer_id", "image_id", "diagnosis"))
-        if not isinstance(answer_id, str) or not _ANSWER_ID.match(answer_id):
-            raise Refusal(422, "expected answer_id: 16-64 letters, digits, '-' or '_'")
+        """Store one click; the reply says how many images of the session have an answer.
+
+        When the study does not allow revisions, a second answer to an image (a new click,
+        not a retry of the stored one) is refused with 409.
+        """
+        click = parse(AnswerBody, body)
         a = self._open(reader)
-        if not isinstance(iid, str) or iid not in a.image_ids:
-            raise Refusal(422, f"image {iid!r} is not in your session {a.session}")
-        if not isinstance(diagnosis, str) or diagnosis not in self.classes:
-            raise Refusal(422, f"diagnosis {diagnosis!r} is not one of {' | '.join(self.classes)}")
+        if click.image_id not in a.image_ids:
+            raise Refusal(422, f"image {click.image_id!r} is not in your session {a.session}")
+        if click.diagnosis not in self.classes:
+            raise Refusal(
+                422, f"diagnosis {click.diagnosis!r} is not one of {' | '.join(self.classes)}"
+            )
+        if not self.key.config.allow_revisions:
+            before = [
+                c for c in self.store.answers(reader, a.session) if c.image_id == click.image_id
+            ]
+            if before and all(c.answer_id != click.answer_id for c in before):
+                raise Refusal(
+                    409,
+                    "This study does not allow changing an answer: image "
+                    f"{a.image_ids.index(click.image_id) + 1} has one already "
+                    f"({before[-1].diagnosis}).",
+                    status="no-revisions",
+                )
         try:
             new = self.store.record_answer(
-                answer_id=answer_id,
+                answer_id=click.answer_id,
                 reader=reader,
                 session=a.session,
-                image_id=iid,
-                diagnosis=diagnosis,
+                image_id=click.image_id,
+                diagnosis=click.diagnosis,
                 answered_at=self.clock(),
                 app_version=APP_VERSION,
             )
@@ -171,9 +182,7 @@ class StudyService:
         Idempotent: handing in a session that is handed in already answers the same (a retried
         request must not hand in the next session).
         """
-        session = body.get("session") if isinstance(body, dict) else None
-        if session not in (1, 2):
-            raise Refusal(422, f"expected session 1 or 2, got {session!r}")
+        session = parse(FinishBody, body).session
         if (reader, session) in self.store.finished():
             return {"finished": session}
         a = self._open(reader)
@@ -194,22 +203,43 @@ class StudyService:
 
     # -- coordinator -----------------------------------------------------------------------
 
+    def _reader(self, name: str) -> str:
+        if name not in self.key.config.readers:
+            raise Refusal(422, f"expected a reader of this study, got {name!r}")
+        return name
+
     def open_early(self, body: Any) -> dict[str, Any]:
         """Open a reader's session 2 before its not-before date (recorded, like --allow-early)."""
-        reader = body.get("reader") if isinstance(body, dict) else None
-        if reader not in self.key.config.readers:
-            raise Refusal(422, f"expected a reader of this study, got {reader!r}")
+        reader = self._reader(parse(ReaderBody, body).reader)
         early = days_early(self.key, 2, self.clock().date())
         if not early:
             raise Refusal(409, f"session 2 of {reader} is open already (no washout left)")
         self.store.open_early(reader, 2, self.clock(), early)
         return {"opened_early": reader, "days_early": early}
 
+    def reopen(self, body: Any) -> dict[str, Any]:
+        """Open a handed-in session again (recorded with its old hand-in time).
+
+        Session 1 only while session 2 has no answer: a reader who has seen the other version
+        of the cases must not change the first reading.
+        """
+        req = parse(ReopenBody, body)
+        reader = self._reader(req.reader)
+        if req.session == 1 and self.store.answers(reader, 2):
+            raise Refusal(
+                409, f"{reader} has answered in session 2 already; session 1 stays closed"
+            )
+        was = self.store.reopen(reader, req.session, self.clock())
+        if was is None:
+            raise Refusal(409, f"session {req.session} of {reader} is not handed in")
+        return {"reopened": reader, "session": req.session, "was_finished_at": was.isoformat()}
+
     def progress(self) -> dict[str, Any]:
         """Progress per reader and session, early / late sessions, and the blinding check."""
         counts = self.store.counts()
         finished = self.store.finished()
         early = self.store.early_openings()
+        reopened = self.store.reopenings()
         today = self.clock().date()
         first: dict[tuple[str, int], dt.datetime] = {}
         for c in self.store.answers():
@@ -245,6 +275,7 @@ class StudyService:
                     "not_before": self.key.session_dates[a.session].isoformat(),
                     "waiting_for_washout": waiting,
                     "opened_early": slot in early,
+                    "reopened_at": [w.isoformat() for w in reopened.get(slot, [])],
                     "timing": t.status if t else "not started",
                     "timing_detail": t.detail if t else "",
                 }

@@ -58,6 +58,18 @@
       t.title = s.timing_detail;
       t.dataset.field = "timing." + s.reader + "." + s.session;
       const actions = cell(tr, "");
+      if (s.reopened_at && s.reopened_at.length) {
+        t.textContent += " (reopened by the coordinator " + s.reopened_at.map((w) => w.slice(0, 16).replace("T", " ")).join(", ") + ")";
+      }
+      if (s.finished_at) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.textContent = "Reopen";
+        b.dataset.action = "reopen." + s.reader + "." + s.session;
+        b.title = "Let " + s.reader + " work on session " + s.session + " again (recorded)";
+        b.addEventListener("click", () => reopen(s.reader, s.session));
+        actions.append(b);
+      }
       if (s.session === 2 && s.waiting_for_washout) {
         const b = document.createElement("button");
         b.type = "button";
@@ -81,9 +93,32 @@
     refresh();
   }
 
+  async function reopen(reader, session) {
+    if (!window.confirm("Reopen session " + session + " of " + reader + "? This is recorded.")) return;
+    const resp = await api("/api/coordinator/reopen", { reader: reader, session: session });
+    const data = await resp.json().catch(() => ({}));
+    banner(resp.ok ? "" : data.error || "Refused (" + resp.status + ").");
+    refresh();
+  }
+
+  // The report arrives as HTML built and escaped by the server; its chart is fetched with the
+  // token (an <img> cannot send it) and shown from a blob: URL.
+  async function showReport(html) {
+    const box = $("report");
+    box.innerHTML = html;
+    for (const img of box.querySelectorAll("img")) {
+      const src = img.getAttribute("src");
+      img.removeAttribute("src");
+      const resp = await api(src).catch(() => null);
+      if (resp && resp.ok) img.src = URL.createObjectURL(await resp.blob());
+      else img.alt = "the chart could not be loaded";
+    }
+  }
+
   async function run(path, button) {
     button.disabled = true;
     $("result").textContent = "running ...";
+    $("report").textContent = "";
     try {
       const resp = await api(path, {});
       const data = await resp.json().catch(() => ({}));
@@ -95,8 +130,8 @@
       const ing = data.ingest || data;
       const lines = ing.stored.map((s) => "stored " + s.n_answers + " answers: " + s.file);
       lines.push(ing.skipped.length + " web session(s) already ingested");
-      if (data.report_markdown) lines.push("", data.report_markdown);
       $("result").textContent = lines.join("\n");
+      if (data.report_html) await showReport(data.report_html);
     } catch (e) {
       $("result").textContent = "The study server cannot be reached.";
     } finally {

@@ -1,12 +1,54 @@
 // medcrypt reader study: the reader's page. The access token is the URL fragment (never sent
 // to the server as part of a URL); every request carries it as a bearer header.
+// Answers not yet saved by the server wait in the browser's localStorage (under a hash of the
+// token, never the token) and are sent again when the page opens; the server stores each click
+// once by its ID, so sending one twice is harmless.
 "use strict";
 (function () {
   const token = decodeURIComponent(location.hash.replace(/^#/, ""));
   const $ = (id) => document.getElementById(id);
-  const state = { data: null, pos: 0, answers: {}, pending: [], sending: false, view: "none" };
+  const viewer = window.MedcryptViewer;
+  // saved: what the server has; answers: saved plus pending (what the page shows)
+  const state = {
+    data: null, pos: 0, shown: null, saved: {}, answers: {}, pending: [], sending: false,
+    view: "none", outboxKey: null, stored: true,
+  };
   const cache = new Map(); // image ID -> {w, h, gray: Uint8ClampedArray}
-  const viewer = { width: 256, level: 128, zoom: 1, drag: null };
+
+  async function outboxKey() {
+    const bytes = new TextEncoder().encode("medcrypt-study-outbox:" + token);
+    if (window.crypto && crypto.subtle) {
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+      return "medcrypt-outbox-" + Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    }
+    let h1 = 0xdeadbeef, h2 = 0x41c6ce57; // not a secure context: a 53-bit hash (cyrb53)
+    for (const b of bytes) {
+      h1 = Math.imul(h1 ^ b, 2654435761);
+      h2 = Math.imul(h2 ^ b, 1597334677);
+    }
+    h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+    h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+    return "medcrypt-outbox-c" + (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(16);
+  }
+
+  function readOutbox() {
+    try {
+      const items = JSON.parse(localStorage.getItem(state.outboxKey) || "[]");
+      return Array.isArray(items) ? items : [];
+    } catch (e) {
+      return [];
+    }
+  }
+
+  function writeOutbox() {
+    try {
+      if (state.pending.length) localStorage.setItem(state.outboxKey, JSON.stringify(state.pending));
+      else localStorage.removeItem(state.outboxKey);
+      state.stored = true;
+    } catch (e) {
+      state.stored = false; // storage refused (private mode, full): keep them in the page
+    }
+  }
 
   function api(path, options) {
     const opts = options || {};
@@ -27,8 +69,10 @@
     $("show-instructions").hidden = !state.data;
   }
 
-  function message(text) {
+  function message(text, reader) {
     $("message-text").textContent = text;
+    $("progress").textContent = "";
+    $("title").textContent = "Reader study" + (reader ? " \u2014 " + reader : "");
     show("message");
   }
 
@@ -46,39 +90,66 @@
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  function answeredCount() {
-    return state.data.images.filter((iid) => state.answers[iid] !== undefined).length;
+  function answeredCount(answers) {
+    const a = answers || state.answers;
+    return state.data.images.filter((iid) => a[iid] !== undefined).length;
   }
 
+  function waiting() {
+    const images = new Set(state.data.images);
+    return new Set(state.pending.filter((p) => images.has(p.image_id)).map((p) => p.image_id)).size;
+  }
+
+  // The counter counts what the server has saved; answers still waiting are named apart.
   function updateProgress() {
     const d = state.data;
-    $("progress").textContent = answeredCount() + " / " + d.images.length;
+    const w = waiting();
+    $("progress").textContent = answeredCount(state.saved) + " / " + d.images.length +
+      (w ? " (+" + w + " not saved yet)" : "");
     $("title").textContent = "Reader study " + d.study + " \u2014 " + d.reader + ", session " + d.session;
   }
 
   async function load() {
     if (!token) return message("Open the link you were given: it holds your access key.");
+    if (!state.outboxKey) {
+      state.outboxKey = await outboxKey();
+      const known = new Set(state.pending.map((p) => p.answer_id));
+      for (const p of readOutbox()) if (!known.has(p.answer_id)) state.pending.push(p);
+    }
     let resp;
     try {
       resp = await api("/api/reader");
     } catch (e) {
+      if (state.pending.length) send();
       return message("The study server cannot be reached. Try again in a moment.");
     }
     const body = await resp.json().catch(() => ({}));
     if (!resp.ok || body.status !== "open") {
       state.data = null;
-      return message(body.message || body.error || "This link does not open a session (" + resp.status + ").");
+      if (state.pending.length) send();
+      return message(
+        body.message || body.error || "This link does not open a session (" + resp.status + ").",
+        body.reader
+      );
     }
     state.data = body;
+    state.saved = Object.assign({}, body.answers);
     state.answers = Object.assign({}, body.answers);
-    for (const p of state.pending) state.answers[p.image_id] = p.diagnosis;
+    for (const p of state.pending) {
+      if (body.images.includes(p.image_id)) state.answers[p.image_id] = p.diagnosis;
+    }
     state.pos = body.resume_at;
+    const firstOpen = state.data.images.findIndex((iid) => state.answers[iid] === undefined);
+    if (state.answers[body.images[state.pos]] !== undefined && firstOpen >= 0) state.pos = firstOpen;
     $("instructions-body").innerHTML = body.instructions_html; // built and escaped by the server
+    $("prev").hidden = !body.allow_revisions;
+    $("keys-back").textContent = body.allow_revisions ? "arrows previous/next" : "Right arrow next";
     buildChoices();
     updateProgress();
     if (answeredCount() === 0) show("instructions");
-    else if (state.pos >= body.images.length) openReview();
+    else if (firstOpen < 0) openReview();
     else openImage(state.pos);
+    if (state.pending.length) send();
   }
 
   function buildChoices() {
@@ -114,35 +185,6 @@
     return img;
   }
 
-  function render() {
-    const iid = state.data.images[state.pos];
-    const img = cache.get(iid);
-    const canvas = $("image");
-    if (!img) return;
-    const stage = $("stage");
-    const fit = Math.max(1, Math.floor(Math.min(stage.clientWidth / img.w, stage.clientHeight / img.h)));
-    const scale = fit * viewer.zoom;
-    canvas.width = img.w;
-    canvas.height = img.h;
-    canvas.style.width = img.w * scale + "px";
-    canvas.style.height = img.h * scale + "px";
-    const ctx = canvas.getContext("2d");
-    const out = ctx.createImageData(img.w, img.h);
-    const low = viewer.level - viewer.width / 2;
-    const lut = new Uint8ClampedArray(256);
-    for (let v = 0; v < 256; v++) lut[v] = ((v - low) / viewer.width) * 255;
-    for (let i = 0; i < img.gray.length; i++) {
-      const g = lut[img.gray[i]];
-      out.data[4 * i] = g;
-      out.data[4 * i + 1] = g;
-      out.data[4 * i + 2] = g;
-      out.data[4 * i + 3] = 255;
-    }
-    ctx.putImageData(out, 0, 0);
-    $("zoom").textContent = Math.round(viewer.zoom * 100) + "%";
-    $("wl").textContent = "Window " + Math.round(viewer.width) + " \u00b7 level " + Math.round(viewer.level);
-  }
-
   async function openImage(pos) {
     const d = state.data;
     state.pos = Math.max(0, Math.min(pos, d.images.length - 1));
@@ -152,8 +194,11 @@
     $("image-id").textContent = iid;
     showChosen();
     try {
-      await fetchImage(iid);
-      if (d.images[state.pos] === iid) render();
+      const img = await fetchImage(iid);
+      if (d.images[state.pos] === iid && state.view === "viewer") {
+        viewer.show(img, state.shown === iid);
+        state.shown = iid;
+      }
       const next = d.images[state.pos + 1];
       if (next) fetchImage(next).catch(() => {});
     } catch (e) {
@@ -161,23 +206,34 @@
     }
   }
 
+  function locked(iid) {
+    return !state.data.allow_revisions && state.answers[iid] !== undefined;
+  }
+
   function showChosen() {
     const iid = state.data.images[state.pos];
     const chosen = state.answers[iid];
-    for (const b of $("choices").children) b.classList.toggle("chosen", b.dataset.diagnosis === chosen);
-    $("current").textContent = chosen ? "Your answer: " + chosen.replace(/_/g, " ") : "No answer yet";
+    for (const b of $("choices").children) {
+      b.classList.toggle("chosen", b.dataset.diagnosis === chosen);
+      b.disabled = locked(iid);
+    }
+    $("current").textContent = chosen
+      ? "Your answer: " + chosen.replace(/_/g, " ") +
+        (locked(iid) ? " (answers cannot be changed in this study)" : "")
+      : "No answer yet";
   }
 
   function choose(diagnosis) {
     if (state.view !== "viewer") return;
     const iid = state.data.images[state.pos];
+    if (locked(iid)) return;
     state.answers[iid] = diagnosis;
     state.pending.push({ answer_id: newId(), image_id: iid, diagnosis: diagnosis });
+    writeOutbox();
     updateProgress();
     showChosen();
     send();
-    if (state.pos + 1 < state.data.images.length) openImage(state.pos + 1);
-    else openReview();
+    nextOrReview();
   }
 
   async function send() {
@@ -196,20 +252,29 @@
         }
         if (resp && resp.ok) {
           state.pending.shift();
+          writeOutbox();
+          if (state.data && state.data.images.includes(item.image_id)) state.saved[item.image_id] = item.diagnosis;
           if (!state.pending.length) banner("");
+          if (state.data) updateProgress();
           continue;
         }
-        if (resp && resp.status !== 503 && resp.status < 500) {
-          // refused for good (session handed in, washout): say so and reload the state
+        if (resp && resp.status !== 503 && resp.status < 500 && resp.status !== 401) {
+          // refused for good (session handed in, washout, no revisions): say so, drop it
           state.pending.shift();
+          writeOutbox();
           banner(body.error || "This answer was refused (" + resp.status + ").");
           continue;
         }
-        const why = resp ? body.error || "the server answered " + resp.status : "the server cannot be reached";
+        const why = resp ? body.detail || body.error || "the server answered " + resp.status
+          : "the study server cannot be reached";
+        const n = state.pending.length;
         banner(
-          "Not saved yet: " + why + " " + state.pending.length +
-          " answer(s) are kept in this page and sent again automatically; do not close it."
+          "Not saved yet: " + why.replace(/[.\s]+$/, "") + ". " + n + " answer(s) " +
+          (state.stored
+            ? "are kept in this browser and sent again automatically, also if you close this page and open your link later."
+            : "are kept in this page and sent again automatically; do not close it.")
         );
+        if (state.data) updateProgress();
         await new Promise((r) => setTimeout(r, 2000));
       }
     } finally {
@@ -225,10 +290,11 @@
     d.images.forEach((iid, i) => {
       if (state.answers[iid] === undefined) missing.push(i);
     });
+    const w = waiting();
     $("review-summary").textContent =
       answeredCount() + " of " + d.images.length + " images answered" +
       (missing.length ? "; these have no answer yet:" : ". Every image has an answer.") +
-      (state.pending.length ? " (" + state.pending.length + " still being saved)" : "");
+      (w ? " (" + w + " not saved yet)" : "");
     const list = $("unanswered");
     list.textContent = "";
     for (const i of missing) {
@@ -240,7 +306,7 @@
       li.append(b);
       list.append(li);
     }
-    $("finish").disabled = missing.length > 0 || state.pending.length > 0;
+    $("finish").disabled = missing.length > 0 || w > 0;
   }
 
   async function finish() {
@@ -254,18 +320,8 @@
     }
     banner("Session " + body.finished + " handed in. Thank you.", true);
     cache.clear();
+    state.shown = null;
     load();
-  }
-
-  function resetView() {
-    viewer.width = 256;
-    viewer.level = 128;
-    viewer.zoom = 1;
-  }
-
-  function zoom(factor) {
-    viewer.zoom = Math.max(0.25, Math.min(8, viewer.zoom * factor));
-    render();
   }
 
   function onKey(e) {
@@ -277,24 +333,31 @@
     const n = parseInt(e.key, 10);
     if (n >= 1 && n <= state.data.classes.length) choose(state.data.classes[n - 1]);
     else if (e.key === "ArrowRight") nextOrReview();
-    else if (e.key === "ArrowLeft") openImage(state.pos - 1);
-    else if (e.key === "+" || e.key === "=") zoom(1.25);
-    else if (e.key === "-") zoom(0.8);
-    else if (e.key === "r" || e.key === "R") {
-      resetView();
-      render();
-    } else return;
+    else if (e.key === "ArrowLeft" && state.data.allow_revisions) openImage(state.pos - 1);
+    else if (!viewer.key(e)) return;
     e.preventDefault();
   }
 
+  // the next image; without revisions the next one still unanswered
   function nextOrReview() {
-    if (state.pos + 1 < state.data.images.length) openImage(state.pos + 1);
+    const d = state.data;
+    let next = state.pos + 1;
+    if (!d.allow_revisions) while (next < d.images.length && state.answers[d.images[next]] !== undefined) next++;
+    if (next < d.images.length) openImage(next);
     else openReview();
   }
 
   function begin() {
     if (state.pos >= state.data.images.length) openReview();
     else openImage(state.pos);
+  }
+
+  function back() {
+    if (state.data.allow_revisions || state.answers[state.data.images[state.pos]] === undefined) openImage(state.pos);
+    else {
+      const open = state.data.images.findIndex((iid) => state.answers[iid] === undefined);
+      openImage(open >= 0 ? open : state.pos);
+    }
   }
 
   function toggleInstructions() {
@@ -306,36 +369,14 @@
     document.addEventListener("keydown", onKey);
     $("begin").addEventListener("click", begin);
     $("show-instructions").addEventListener("click", toggleInstructions);
-    $("prev").addEventListener("click", () => openImage(state.pos - 1));
+    $("prev").addEventListener("click", () => state.data.allow_revisions && openImage(state.pos - 1));
     $("next").addEventListener("click", nextOrReview);
-    $("zoom-in").addEventListener("click", () => zoom(1.25));
-    $("zoom-out").addEventListener("click", () => zoom(0.8));
-    $("reset").addEventListener("click", () => {
-      resetView();
-      render();
-    });
     $("to-review").addEventListener("click", openReview);
-    $("back").addEventListener("click", () => openImage(state.pos));
+    $("back").addEventListener("click", back);
     $("finish").addEventListener("click", finish);
-    const stage = $("stage");
-    stage.addEventListener("pointerdown", (e) => {
-      viewer.drag = { x: e.clientX, y: e.clientY, width: viewer.width, level: viewer.level };
-      stage.setPointerCapture(e.pointerId);
-    });
-    stage.addEventListener("pointermove", (e) => {
-      if (!viewer.drag) return;
-      viewer.width = Math.max(1, Math.min(512, viewer.drag.width + (e.clientX - viewer.drag.x)));
-      viewer.level = Math.max(0, Math.min(255, viewer.drag.level - (e.clientY - viewer.drag.y) / 2));
-      render();
-    });
-    stage.addEventListener("pointerup", () => (viewer.drag = null));
-    stage.addEventListener("wheel", (e) => {
-      e.preventDefault();
-      zoom(e.deltaY < 0 ? 1.1 : 1 / 1.1);
-    }, { passive: false });
-    window.addEventListener("resize", () => state.view === "viewer" && render());
+    viewer.wire(() => state.view === "viewer");
     window.addEventListener("beforeunload", (e) => {
-      if (state.pending.length) e.preventDefault();
+      if (state.pending.length && !state.stored) e.preventDefault();
     });
   }
 
