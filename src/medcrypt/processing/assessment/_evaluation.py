@@ -243,6 +243,31 @@ def _summarise(
     )
 
 
+def _checked_splits(
+    archs: Sequence[str],
+    train_images: np.ndarray,
+    train_labels: Sequence[int] | np.ndarray,
+    test_images: np.ndarray,
+    test_labels: Sequence[int] | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test) as float32 / int64 arrays, after refusing an unknown
+    architecture or an empty split (what every protection evaluation checks first)."""
+    bad = [a for a in archs if a not in ARCHITECTURES]
+    if bad:
+        raise ConfigError(
+            f"unknown architecture(s) {bad}; expected some of {ARCHITECTURES}", field="archs"
+        )
+    x_train = np.asarray(train_images, dtype=np.float32)
+    x_test = np.asarray(test_images, dtype=np.float32)
+    if len(x_train) == 0 or len(x_test) == 0:
+        raise ConfigError(
+            f"need non-empty training and test splits, got {len(x_train)} and {len(x_test)}"
+        )
+    y_train = np.asarray(train_labels, dtype=np.int64)
+    y_test = np.asarray(test_labels, dtype=np.int64)
+    return x_train, y_train, x_test, y_test
+
+
 def _recall_per_class(
     truth: np.ndarray, predicted: np.ndarray, n_classes: int
 ) -> list[float | None]:
@@ -295,19 +320,9 @@ def evaluate_protection(
     cfg = settings or ProtectionSettings()
     pgd_cfg = pgd or key.pgd
     dev = resolve_device(device)
-    bad = [a for a in cfg.archs if a not in ARCHITECTURES]
-    if bad:
-        raise ConfigError(
-            f"unknown architecture(s) {bad}; expected some of {ARCHITECTURES}", field="archs"
-        )
-    x_train = np.asarray(train_images, dtype=np.float32)
-    x_test = np.asarray(test_images, dtype=np.float32)
-    y_train = np.asarray(train_labels, dtype=np.int64)
-    y_test = np.asarray(test_labels, dtype=np.int64)
-    if len(x_train) == 0 or len(x_test) == 0:
-        raise ConfigError(
-            f"need non-empty training and test splits, got {len(x_train)} and {len(x_test)}"
-        )
+    x_train, y_train, x_test, y_test = _checked_splits(
+        cfg.archs, train_images, train_labels, test_images, test_labels
+    )
     if x_train.shape[1:] != x_test.shape[1:] or x_train.ndim != 3:
         raise ModelError(
             f"expected (N, H, W) splits of one image size, got {x_train.shape} and {x_test.shape}"

@@ -28,7 +28,11 @@ from torch import nn
 
 from medcrypt._types import ProgressCallback
 from medcrypt.errors import ConfigError, ModelError
-from medcrypt.processing.assessment._evaluation import _recall_per_class, encrypt_splits
+from medcrypt.processing.assessment._evaluation import (
+    _checked_splits,
+    _recall_per_class,
+    encrypt_splits,
+)
 from medcrypt.processing.assessment._report import (
     ArchitectureResult,
     EpochScores,
@@ -37,7 +41,6 @@ from medcrypt.processing.assessment._report import (
 )
 from medcrypt.processing.assessment._victims import SetScores, VictimScores, fit_victim
 from medcrypt.processing.models._device import resolve_device
-from medcrypt.processing.models._nets import ARCHITECTURES
 from medcrypt.processing.models._training import evaluate_accuracy, predict
 from medcrypt.processing.protection._foreground import foreground_masks
 from medcrypt.processing.protection._keys import EncryptionKey
@@ -116,19 +119,9 @@ def evaluate_unlearnable(
     mm = minmin or MinMinSettings()
     if pgd.mode != "unlearnable":
         raise ConfigError(f"evaluate_unlearnable judges mode unlearnable, not {pgd.mode!r}")
-    bad = [a for a in (*cfg.archs, *mm.archs) if a not in ARCHITECTURES]
-    if bad:
-        raise ConfigError(
-            f"unknown architecture(s) {bad}; expected some of {ARCHITECTURES}", field="archs"
-        )
-    x_train = np.asarray(train_images, dtype=np.float32)
-    x_test = np.asarray(test_images, dtype=np.float32)
-    y_train = np.asarray(train_labels, dtype=np.int64)
-    y_test = np.asarray(test_labels, dtype=np.int64)
-    if len(x_train) == 0 or len(x_test) == 0:
-        raise ConfigError(
-            f"need non-empty training and test splits, got {len(x_train)} and {len(x_test)}"
-        )
+    x_train, y_train, x_test, y_test = _checked_splits(
+        (*cfg.archs, *mm.archs), train_images, train_labels, test_images, test_labels
+    )
     n_classes = len(class_names)
     if max(int(y_train.max()), int(y_test.max())) >= n_classes:
         raise ModelError(f"labels beyond the {n_classes} classes {list(class_names)}")
